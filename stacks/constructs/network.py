@@ -1,0 +1,163 @@
+"""The private network: VPC, flow logs, AWS service endpoints, Snowflake egress, security groups.
+
+Nothing here accepts traffic from outside the VPC. The notebook and the check function may only
+reach Snowflake (443, and 80 for OCSP) and the VPC endpoints (443).
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.config import AppConfig
+
+from .lambda_defaults import log_group, retention
+from .nag import acknowledge, least_privilege_role
+
+ENDPOINT_SERVICES = {
+    "ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    "sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "sagemaker_api": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
+    "sagemaker_notebook": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_NOTEBOOK,
+    "lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
+}
+
+
+class Network(Construct):
+    def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, key: kms.IKey) -> None:
+        super().__init__(scope, id)
+        nat = cfg.network == "nat"
+        if nat:
+            subnets = [
+                ec2.SubnetConfiguration(
+                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False
+                ),
+                ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+            ]
+        else:
+            subnets = [ec2.SubnetConfiguration(name="Isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20)]
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(cfg.vpc_cidr),
+            availability_zones=list(cfg.availability_zones[: cfg.max_azs]),
+            nat_gateways=cfg.nat_gateways if nat else 0,
+            subnet_configuration=subnets,
+            restrict_default_security_group=True,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+        )
+        for subnet in self.vpc.public_subnets:
+            route = subnet.node.try_find_child("DefaultRoute")
+            if route is not None:
+                for pack in ("NIST.800.53.R5", "HIPAA.Security"):
+                    acknowledge(
+                        route,
+                        f"{pack}-VPCNoUnrestrictedRouteToIGW",
+                        "Public subnets hold only the NAT gateways, whose default route must reach the "
+                        "internet gateway; the notebook and the function sit in private subnets.",
+                    )
+        self.private_subnets = ec2.SubnetSelection(
+            subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS if nat else ec2.SubnetType.PRIVATE_ISOLATED
+        )
+        flow_logs = log_group(self, "FlowLogs", key=key, retention=retention(cfg.log_retention_days))
+        flow_role = least_privilege_role(
+            self,
+            "FlowLogRole",
+            service="vpc-flow-logs.amazonaws.com",
+            description="VPC flow logs: write to the flow-log group only",
+            statements=[
+                iam.PolicyStatement(
+                    sid="WriteFlowLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[flow_logs.log_group_arn],
+                )
+            ],
+        )
+        self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_role.without_policy_updates()),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+        )
+        self.s3_endpoint = self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+
+        self.endpoint_sg = self._security_group("EndpointSecurityGroup", "VPC endpoints: HTTPS from the notebook and the check function only")
+        self.notebook_sg = self._security_group("NotebookSecurityGroup", "snowsage notebook: egress to Snowflake and VPC endpoints only")
+        self.function_sg = self._security_group("CheckFunctionSecurityGroup", "snowsage check function: egress to Snowflake and VPC endpoints only")
+        for sg, who in ((self.notebook_sg, "notebook"), (self.function_sg, "check function")):
+            self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(443), f"HTTPS from the {who} to VPC endpoints")
+            sg.add_egress_rule(self.endpoint_sg, ec2.Port.tcp(443), "HTTPS to VPC endpoints (AWS APIs, Snowflake PrivateLink)")
+            if nat:
+                for cidr in cfg.snowflake_egress_cidrs:
+                    sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS to Snowflake ({cidr})")
+                    sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), f"OCSP certificate checks for Snowflake ({cidr})")
+            else:
+                self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(80), f"OCSP over PrivateLink from the {who}")
+                sg.add_egress_rule(self.endpoint_sg, ec2.Port.tcp(80), "OCSP certificate checks over Snowflake PrivateLink")
+
+        for name in cfg.interface_endpoints:
+            self.vpc.add_interface_endpoint(
+                f"Endpoint-{name}",
+                service=ENDPOINT_SERVICES[name],
+                subnets=self.private_subnets,
+                security_groups=[self.endpoint_sg],
+                private_dns_enabled=True,
+                open=False,
+            )
+
+        if not nat or "0.0.0.0/0" not in cfg.snowflake_egress_cidrs:
+            self._allow_s3_gateway(cfg)
+        if not nat:
+            self._snowflake_privatelink(cfg)
+
+    def _security_group(self, id: str, description: str) -> ec2.SecurityGroup:
+        return ec2.SecurityGroup(self, id, vpc=self.vpc, description=description, allow_all_outbound=False)
+
+    def _allow_s3_gateway(self, cfg: AppConfig) -> None:
+        """Egress to the S3 gateway endpoint needs the region's S3 prefix list, which only an API
+        call can name; a deploy-time lookup (no secret involved) finds it."""
+        lookup = cr.AwsCustomResource(
+            self,
+            "S3PrefixListLookup",
+            on_update=cr.AwsSdkCall(
+                service="EC2",
+                action="describeManagedPrefixLists",
+                parameters={"Filters": [{"Name": "prefix-list-name", "Values": [f"com.amazonaws.{cfg.region}.s3"]}]},
+                physical_resource_id=cr.PhysicalResourceId.of(f"s3-prefix-list-{cfg.region}"),
+                output_paths=["PrefixLists.0.PrefixListId"],
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [iam.PolicyStatement(actions=["ec2:DescribeManagedPrefixLists"], resources=["*"])]
+            ),
+            install_latest_aws_sdk=False,
+        )
+        prefix_list = lookup.get_response_field("PrefixLists.0.PrefixListId")
+        for sg in (self.notebook_sg, self.function_sg):
+            sg.add_egress_rule(ec2.Peer.prefix_list(prefix_list), ec2.Port.tcp(443), "HTTPS to S3 through the gateway endpoint")
+
+    def _snowflake_privatelink(self, cfg: AppConfig) -> None:
+        assert cfg.privatelink_endpoint_service and cfg.privatelink_account_url and cfg.privatelink_ocsp_url
+        endpoint = ec2.InterfaceVpcEndpoint(
+            self,
+            "SnowflakePrivateLink",
+            vpc=self.vpc,
+            service=ec2.InterfaceVpcEndpointService(cfg.privatelink_endpoint_service, 443),
+            subnets=self.private_subnets,
+            security_groups=[self.endpoint_sg],
+            private_dns_enabled=False,
+            open=False,
+        )
+        zone = route53.PrivateHostedZone(self, "SnowflakePrivateZone", zone_name="privatelink.snowflakecomputing.com", vpc=self.vpc)
+        endpoint_dns = cdk.Fn.select(1, cdk.Fn.split(":", cdk.Fn.select(0, endpoint.vpc_endpoint_dns_entries)))
+        for id, host in (("AccountRecord", cfg.privatelink_account_url), ("OcspRecord", cfg.privatelink_ocsp_url)):
+            route53.CnameRecord(self, id, zone=zone, record_name=f"{host}.", domain_name=endpoint_dns, ttl=cdk.Duration.minutes(5))
+        self.snowflake_endpoint = endpoint

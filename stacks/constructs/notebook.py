@@ -1,0 +1,244 @@
+"""The SageMaker notebook instance, its lifecycle configuration, its offline wheelhouse and its role.
+
+Posture: no direct internet, no root, IMDSv2 only, volume encrypted with our key, in a private
+subnet behind the notebook security group; the role reads exactly our parameters and bucket.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from .nag import acknowledge, wildcard_finding
+
+from .bundling import REPO_ROOT, BundlingError, copy_tree, pip_target
+
+LIFECYCLE_DIR = REPO_ROOT / "notebook_lifecycle"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+LIFECYCLE_SCRIPT_LIMIT = 16_384
+NOTEBOOK_PYTHON = "3.10"  # the conda_python3 kernel of notebook-al2023-v1
+
+
+def render_script(text: str, values: Mapping[str, str]) -> str:
+    """Replace ``@@NAME@@`` placeholders; any left over is a bug caught at synth, not on the instance."""
+    for name, value in values.items():
+        text = text.replace(f"@@{name}@@", value)
+    # "@@NAME@@" itself is how the scripts' OVERVIEW comments describe the convention.
+    leftover = sorted(set(re.findall(r"@@([A-Z][A-Z0-9_]*)@@", text)) - {"NAME"})
+    if leftover:
+        raise ValueError(f"lifecycle script placeholders without a value: {', '.join(leftover)}")
+    return text
+
+
+@jsii.implements(cdk.ILocalBundling)
+class WheelhouseBundling:
+    """wheels/ (pinned notebook requirements for cp310 x86_64 plus a snowsage wheel),
+    requirements.txt, the example notebook and the lifecycle helper scripts."""
+
+    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:
+        out = Path(output_dir)
+        requirements = LIFECYCLE_DIR / "requirements.txt"
+        wheels = pip_target(requirements, python_version=NOTEBOOK_PYTHON, arch="x86_64", mode="download")
+        copy_tree(wheels, out / "wheels")
+        build = REPO_ROOT / ".build" / "snowsage-wheel"
+        shutil.rmtree(build, ignore_errors=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(build), str(REPO_ROOT)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise BundlingError(f"building the snowsage wheel failed:\n{proc.stderr[-2000:]}")
+        copy_tree(build, out / "wheels")
+        shutil.rmtree(REPO_ROOT / "build", ignore_errors=True)
+        shutil.copy2(requirements, out / "requirements.txt")
+        (out / "notebooks").mkdir(exist_ok=True)
+        for nb in NOTEBOOKS_DIR.glob("*.ipynb"):
+            shutil.copy2(nb, out / "notebooks" / nb.name)
+        for helper in LIFECYCLE_DIR.glob("*.py"):
+            shutil.copy2(helper, out / helper.name)
+        return True
+
+
+class Notebook(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        name: str,
+        instance_type: str,
+        volume_gb: int,
+        platform: str,
+        key: kms.IKey,
+        bucket_name: str,
+        subnet: ec2.ISubnet,
+        security_group: ec2.ISecurityGroup,
+        parameter_arns: list[str],
+        settings_json: str,
+        network_mode: str,
+        idle_stop_minutes: int,
+        backup_minutes: int,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = cdk.Stack.of(self)
+        self.name = name
+        self.wheelhouse = s3_assets.Asset(
+            self,
+            "Wheelhouse",
+            path=str(LIFECYCLE_DIR),
+            asset_hash_type=cdk.AssetHashType.CUSTOM,
+            asset_hash=_wheelhouse_hash(),
+            bundling=cdk.BundlingOptions(
+                image=cdk.DockerImage.from_registry("local-bundling-only"), local=WheelhouseBundling()
+            ),
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"snowsage notebook {name}: read its Snowflake parameters, use its bucket, stop itself",
+        )
+        bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
+        log_streams_arn = (
+            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/NotebookInstances"
+        )
+        notebook_arn = stack.format_arn(service="sagemaker", resource="notebook-instance", resource_name=name.lower())
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description=f"snowsage notebook {name}: exactly what the notebook needs",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadSnowflakeParameters",
+                    actions=["ssm:GetParameter", "ssm:GetParameters"],
+                    resources=parameter_arns,
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptParametersViaSsm",
+                    actions=["kms:Decrypt"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(
+                    sid="UseResultsBucketKeyViaS3",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(sid="ListResultsBucket", actions=["s3:ListBucket"], resources=[bucket_arn]),
+                iam.PolicyStatement(
+                    sid="ReadWriteResults",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    resources=[f"{bucket_arn}/*"],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWheelhouse",
+                    actions=["s3:GetObject"],
+                    resources=[
+                        stack.format_arn(
+                            service="s3",
+                            region="",
+                            account="",
+                            resource=self.wheelhouse.s3_bucket_name,
+                            resource_name=self.wheelhouse.s3_object_key,
+                        )
+                    ],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnLifecycleAndJupyterLogs",
+                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    resources=[log_streams_arn, f"{log_streams_arn}:log-stream:{name}/*"],
+                ),
+                iam.PolicyStatement(
+                    sid="IdleStopItself",
+                    actions=["sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"],
+                    resources=[notebook_arn],
+                ),
+            ],
+        )
+        self.role.add_managed_policy(self.policy)
+        acknowledge(
+            self.policy,
+            wildcard_finding(f"{log_streams_arn}:log-stream:{name}/*"),
+            "SageMaker names this notebook's log streams <notebook>/LifecycleConfigOnStart, "
+            "<notebook>/jupyter.log, ...; the wildcard covers only this notebook's streams.",
+        )
+        acknowledge(
+            self.policy,
+            wildcard_finding(f"{bucket_arn}/*"),
+            "Data scientists read and write their own result objects (Parquet, backups) anywhere "
+            "in the dedicated results bucket; nothing else is in it.",
+        )
+
+        values = {
+            "SETTINGS_B64": cdk.Fn.base64(settings_json),
+            "WHEELHOUSE_S3_URI": self.wheelhouse.s3_object_url,
+            "NETWORK_MODE": network_mode,
+            "IDLE_STOP_MINUTES": str(idle_stop_minutes),
+            "BACKUP_MINUTES": str(backup_minutes),
+            "BACKUP_S3_URI": f"s3://{bucket_name}/backups/{name}/",
+            "AWS_REGION": stack.region,
+        }
+        scripts = {}
+        for phase in ("on_create", "on_start"):
+            text = (LIFECYCLE_DIR / f"{phase}.sh").read_text()
+            rendered = render_script(text, values)
+            scripts[phase] = rendered
+        self.lifecycle = sagemaker.CfnNotebookInstanceLifecycleConfig(
+            self,
+            "Lifecycle",
+            notebook_instance_lifecycle_config_name=f"{name}-lifecycle",
+            on_create=[sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(content=cdk.Fn.base64(scripts["on_create"]))],
+            on_start=[sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(content=cdk.Fn.base64(scripts["on_start"]))],
+        )
+        self.instance = sagemaker.CfnNotebookInstance(
+            self,
+            "Instance",
+            notebook_instance_name=name,
+            instance_type=instance_type,
+            role_arn=self.role.role_arn,
+            direct_internet_access="Disabled",
+            root_access="Disabled",
+            kms_key_id=key.key_id,
+            subnet_id=subnet.subnet_id,
+            security_group_ids=[security_group.security_group_id],
+            volume_size_in_gb=volume_gb,
+            platform_identifier=platform,
+            lifecycle_config_name=self.lifecycle.attr_notebook_instance_lifecycle_config_name,
+            instance_metadata_service_configuration=sagemaker.CfnNotebookInstance.InstanceMetadataServiceConfigurationProperty(
+                minimum_instance_metadata_service_version="2"
+            ),
+        )
+        # The role's policy must exist before the instance starts and runs its lifecycle script.
+        self.instance.node.add_dependency(self.policy)
+
+
+def _wheelhouse_hash() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted([*LIFECYCLE_DIR.glob("*"), *NOTEBOOKS_DIR.glob("*.ipynb"), *(REPO_ROOT / "snowsage").glob("*.py"), REPO_ROOT / "pyproject.toml"]):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def decode_lifecycle(content_b64: str) -> str:
+    return base64.b64decode(content_b64).decode()

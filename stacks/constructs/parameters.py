@@ -1,0 +1,183 @@
+"""The Snowflake connection settings (String) and credentials (SecureString) in SSM Parameter Store.
+
+CloudFormation cannot create SecureString parameters, so a small provider of our own creates each
+one with a non-secret placeholder; the operator sets the real value with the snowsage CLI. No
+secret ever passes through the template, a custom-resource property, an environment or a log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from snowsage.settings import PLACEHOLDER, SECRET_KEYS_BY_AUTH
+
+from .lambda_defaults import LAMBDA_ARCH, LAMBDA_RUNTIME, log_group
+from .nag import acknowledge, least_privilege_role
+
+PROVIDER_SOURCE = Path(__file__).resolve().parents[2] / "lambda" / "secure_parameter"
+
+
+class SnowflakeParameters(Construct):
+    """Owns every parameter under ``/snowsage/<env>/snowflake/`` and the provider that makes secrets."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        prefix: str,
+        auth: str,
+        user: str,
+        settings: Mapping[str, str],
+        key: kms.IKey,
+        removal_policy: str,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, id)
+        self.prefix = prefix
+        self.settings: dict[str, ssm.StringParameter] = {}
+        for name, value in settings.items():
+            self.settings[name] = ssm.StringParameter(
+                self,
+                f"Setting-{name}",
+                parameter_name=f"{prefix}{name}",
+                string_value=value,
+                description=f"Snowflake {name} for snowsage (non-secret; change it without a redeploy)",
+                tier=ssm.ParameterTier.STANDARD,
+            )
+        self.secret_names: dict[str, str] = {}
+        secret_keys = SECRET_KEYS_BY_AUTH[auth]
+        if not secret_keys:
+            self.provider = None
+            return
+
+        stack = cdk.Stack.of(self)
+        arns = [
+            stack.format_arn(service="ssm", resource="parameter", resource_name=f"{prefix}{k}".lstrip("/"))
+            for k in secret_keys
+        ]
+        handler_logs = log_group(self, "ProviderHandlerLogs", key=key, retention=log_retention)
+        handler_role = least_privilege_role(
+            self,
+            "ProviderHandlerRole",
+            service="lambda.amazonaws.com",
+            description="snowsage secure-parameter provider: manages only the credential parameters",
+            statements=[
+                iam.PolicyStatement(
+                    sid="ManageCredentialParameters",
+                    actions=[
+                        "ssm:PutParameter",
+                        "ssm:GetParameter",
+                        "ssm:DeleteParameter",
+                        "ssm:AddTagsToResource",
+                        "ssm:ListTagsForResource",
+                    ],
+                    resources=arns,
+                ),
+                iam.PolicyStatement(
+                    sid="EncryptViaSsm",
+                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
+                ),
+                _write_logs(handler_logs),
+            ],
+        )
+        handler = lambda_.Function(
+            self,
+            "ProviderHandler",
+            runtime=LAMBDA_RUNTIME,
+            architecture=LAMBDA_ARCH,
+            handler="handler.on_event",
+            code=lambda_.Code.from_asset(str(PROVIDER_SOURCE), exclude=["__pycache__", "*.pyc"]),
+            role=handler_role.without_policy_updates(),
+            timeout=cdk.Duration.seconds(60),
+            memory_size=256,
+            log_group=handler_logs,
+            description="Creates snowsage SecureString parameters with a placeholder; never sees a secret",
+            reserved_concurrent_executions=2,
+        )
+        handler.node.add_dependency(handler_role)
+        framework_logs = log_group(self, "ProviderFrameworkLogs", key=key, retention=log_retention)
+        framework_role = least_privilege_role(
+            self,
+            "ProviderFrameworkRole",
+            service="lambda.amazonaws.com",
+            description="snowsage secure-parameter provider framework: invokes the handler",
+            statements=[
+                iam.PolicyStatement(sid="InvokeHandler", actions=["lambda:InvokeFunction"], resources=[handler.function_arn]),
+                _write_logs(framework_logs),
+            ],
+        )
+        self.provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=handler,
+            framework_on_event_role=framework_role.without_policy_updates(),
+            log_group=framework_logs,
+            provider_function_env_encryption=key,
+        )
+        framework = self.provider.node.find_child("framework-onEvent")
+        framework.node.add_dependency(framework_role)
+        cfn_framework = framework.node.default_child
+        assert isinstance(cfn_framework, lambda_.CfnFunction)
+        cfn_framework.reserved_concurrent_executions = 2
+        for fn in (handler, framework):
+            for pack in ("NIST.800.53.R5", "HIPAA.Security"):
+                acknowledge(
+                    fn,
+                    f"{pack}-LambdaDLQ",
+                    "CloudFormation invokes this custom-resource function synchronously and reports "
+                    "failures on the stack event itself; an asynchronous dead-letter queue would never receive anything.",
+                )
+                acknowledge(
+                    fn,
+                    f"{pack}-LambdaInsideVPC",
+                    "Deploy-time custom-resource function that only calls SSM; the VPC lives in the "
+                    "Network stack, which depends on this stack's KMS key, so placing it there would form a cycle.",
+                )
+        for k in secret_keys:
+            name = f"{prefix}{k}"
+            initial = user if k == "user" else PLACEHOLDER
+            cdk.CustomResource(
+                self,
+                f"Secret-{k}",
+                service_token=self.provider.service_token,
+                resource_type="Custom::SnowsageSecureParameter",
+                properties={
+                    "ParameterName": name,
+                    "KmsKeyId": key.key_arn,
+                    "Description": f"Snowflake {k} for snowsage (SecureString; set with the snowsage CLI)",
+                    "InitialValue": initial,
+                    "RemovalPolicy": removal_policy,
+                },
+                removal_policy=cdk.RemovalPolicy.RETAIN if removal_policy == "retain" else cdk.RemovalPolicy.DESTROY,
+            )
+            self.secret_names[k] = name
+
+    @property
+    def parameter_names(self) -> dict[str, str]:
+        return {**{k: p.parameter_name for k, p in self.settings.items()}, **self.secret_names}
+
+    def parameter_arns(self) -> list[str]:
+        stack = cdk.Stack.of(self)
+        return [p.parameter_arn for p in self.settings.values()] + [
+            stack.format_arn(service="ssm", resource="parameter", resource_name=n.lstrip("/"))
+            for n in self.secret_names.values()
+        ]
+
+
+def _write_logs(group: logs.ILogGroup) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[group.log_group_arn]
+    )

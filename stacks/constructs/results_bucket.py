@@ -1,0 +1,78 @@
+"""The results bucket (notebook Parquet output, backups, the wheelhouse) and its access-log bucket."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from .nag import acknowledge
+
+
+class ResultsBucket(Construct):
+    """KMS-encrypted, versioned, TLS-only, private, access-logged; removal follows the config."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, bucket_name: str, key: kms.IKey, removal_policy: cdk.RemovalPolicy
+    ) -> None:
+        super().__init__(scope, id)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            # S3 server access logging cannot deliver to a bucket encrypted with a customer key.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal_policy,
+            auto_delete_objects=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireOldAccessLogs",
+                    expiration=cdk.Duration.days(365),
+                    noncurrent_version_expiration=cdk.Duration.days(30),
+                )
+            ],
+        )
+        for rule, reason in (
+            ("AwsSolutions-S1", "This is the access-log bucket itself; logging it into itself would loop."),
+            ("NIST.800.53.R5-S3BucketLoggingEnabled", "This is the access-log bucket itself; logging it into itself would loop."),
+            ("HIPAA.Security-S3BucketLoggingEnabled", "This is the access-log bucket itself; logging it into itself would loop."),
+            ("NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 server access logging can only deliver to SSE-S3 buckets."),
+            ("HIPAA.Security-S3DefaultEncryptionKMS", "S3 server access logging can only deliver to SSE-S3 buckets."),
+        ):
+            acknowledge(self.access_logs, rule, reason)
+        self._ack_replication(self.access_logs)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=bucket_name,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="results/",
+            removal_policy=removal_policy,
+            auto_delete_objects=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireOldVersions", noncurrent_version_expiration=cdk.Duration.days(90)),
+                s3.LifecycleRule(id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+            ],
+        )
+        self._ack_replication(self.bucket)
+
+    @staticmethod
+    def _ack_replication(bucket: s3.Bucket) -> None:
+        for pack in ("NIST.800.53.R5", "HIPAA.Security"):
+            acknowledge(
+                bucket,
+                f"{pack}-S3BucketReplicationEnabled",
+                "Single-region deployment: versioning and the retain policy protect the data; "
+                "cross-region replication is a cost the account owner opts into separately.",
+            )

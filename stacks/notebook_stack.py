@@ -1,0 +1,82 @@
+"""What the user touches: the notebook instance and the connectivity check."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from snowsage.settings import RuntimeSettings
+
+from .config import AppConfig
+from .constructs.connectivity_check import ConnectivityCheck
+from .constructs.lambda_defaults import retention
+from .constructs.notebook import Notebook
+from .data_stack import DataStack, results_bucket_name
+from .network_stack import NetworkStack
+
+
+class NotebookStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, id: str, *, cfg: AppConfig, data: DataStack, network: NetworkStack, **kwargs: object
+    ) -> None:
+        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+        notebook_name = f"snowsage-{cfg.env_name}"
+        check_name = f"snowsage-{cfg.env_name}-check"
+        self.node.add_dependency(data)  # the bucket is referenced by name, not by token
+        settings = RuntimeSettings(
+            env_name=cfg.env_name,
+            region=self.region,
+            auth=cfg.auth,
+            parameters=data.parameters.parameter_names,
+            user=cfg.snowflake_user,
+            bucket=results_bucket_name(cfg),
+            notebook_name=notebook_name,
+            check_function=check_name,
+        )
+        settings_json = self.to_json_string(settings.to_dict())
+        arns = data.parameters.parameter_arns()
+        net = network.network
+        subnets = net.vpc.select_subnets(subnet_type=net.private_subnets.subnet_type).subnets
+
+        self.check = ConnectivityCheck(
+            self,
+            "Check",
+            env_name=cfg.env_name,
+            key=data.key,
+            vpc=net.vpc,
+            subnets=net.private_subnets,
+            security_group=net.function_sg,
+            parameter_arns=arns,
+            settings_json=settings_json,
+            log_retention=retention(cfg.log_retention_days),
+            schedule=cfg.check_schedule,
+            alarm_email=cfg.alarm_email,
+        )
+        self.notebook = Notebook(
+            self,
+            "Notebook",
+            name=notebook_name,
+            instance_type=cfg.notebook_instance_type,
+            volume_gb=cfg.notebook_volume_gb,
+            platform=cfg.notebook_platform,
+            key=data.key,
+            bucket_name=results_bucket_name(cfg),
+            subnet=subnets[0],
+            security_group=net.notebook_sg,
+            parameter_arns=arns,
+            settings_json=settings_json,
+            network_mode=cfg.network,
+            idle_stop_minutes=cfg.idle_stop_minutes,
+            backup_minutes=cfg.backup_minutes,
+        )
+        outputs = {
+            "RuntimeSettings": (settings_json, "Where the runtime finds its settings (read by the snowsage CLI)"),
+            "NotebookName": (notebook_name, "SageMaker notebook instance (`snowsage notebook url --open`)"),
+            "CheckFunctionName": (self.check.function.function_name, "Connectivity check (`snowsage check`)"),
+            "NotebookRoleArn": (self.notebook.role.role_arn, "Notebook execution role (for Snowflake workload identity)"),
+            "CheckFunctionRoleArn": (self.check.role.role_arn, "Check function role (for Snowflake workload identity)"),
+            "AlarmTopicArn": (self.check.topic.topic_arn, "Subscribe here for check failures"),
+        }
+        for key, (value, description) in outputs.items():
+            cdk.CfnOutput(self, key, value=value, description=description)

@@ -34,3 +34,12 @@ def wildcard_finding(resource: str) -> str:
     for token, name in ((cdk.Aws.ACCOUNT_ID, "AccountId"), (cdk.Aws.PARTITION, "Partition"), (cdk.Aws.REGION, "Region")):
         resource = resource.replace(token, f"<AWS::{name}>")
     return f"AwsSolutions-IAM5[Resource::{resource}]"
+
+
+def checkov_skip(scope: IConstruct, check_id: str, comment: str) -> None:
+    """Skip one checkov check on the resource behind ``scope``, with the reason in its metadata."""
+    resource = scope if isinstance(scope, cdk.CfnResource) else scope.node.default_child
+    assert isinstance(resource, cdk.CfnResource), f"{scope.node.path} has no CloudFormation resource"
+    meta = resource.get_metadata("checkov") or {"skip": []}
+    meta["skip"] = [*meta["skip"], {"id": check_id, "comment": comment}]
+    resource.add_metadata("checkov", meta)

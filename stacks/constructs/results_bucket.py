@@ -7,7 +7,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .nag import acknowledge
+from .nag import acknowledge, checkov_skip
 
 
 class ResultsBucket(Construct):
@@ -44,6 +44,7 @@ class ResultsBucket(Construct):
             ("HIPAA.Security-S3DefaultEncryptionKMS", "S3 server access logging can only deliver to SSE-S3 buckets."),
         ):
             acknowledge(self.access_logs, rule, reason)
+        checkov_skip(self.access_logs, "CKV_AWS_18", "This is the access-log bucket itself.")
         self._ack_replication(self.access_logs)
         self.bucket = s3.Bucket(
             self,

@@ -77,6 +77,7 @@ class AppConfig:
     privatelink_account_url: str | None
     privatelink_ocsp_url: str | None
     interface_endpoints: tuple[str, ...]
+    s3_prefix_list_id: str | None
     notebook_instance_type: str
     notebook_volume_gb: int
     notebook_platform: str
@@ -281,6 +282,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "privatelink_account_url": _optional(_str(_HOSTNAME, "expected 'privatelink-account-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")),
     "privatelink_ocsp_url": _optional(_str(_HOSTNAME, "expected 'privatelink-ocsp-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")),
     "interface_endpoints": _endpoints,
+    "s3_prefix_list_id": _optional(_str(re.compile(r"^pl-[0-9a-f]{8,17}$"), "expected a managed prefix list ID such as 'pl-63a5400a'")),
     "notebook_instance_type": _str(_INSTANCE_TYPE, "expected a SageMaker notebook instance type such as 'ml.t3.medium'"),
     "notebook_volume_gb": _int(5, 16384),
     "notebook_platform": _platform,
@@ -316,6 +318,7 @@ DEFAULTS: dict[str, Any] = {
     "privatelink_account_url": None,
     "privatelink_ocsp_url": None,
     "interface_endpoints": "default",
+    "s3_prefix_list_id": None,
     "notebook_instance_type": "ml.t3.medium",
     "notebook_volume_gb": 20,
     "notebook_platform": "notebook-al2023-v1",
@@ -407,6 +410,13 @@ def _cross_check(v: dict[str, Any]) -> dict[str, Any]:
                 list(v["interface_endpoints"]),
                 f"privatelink mode has no internet, so it needs endpoints for {', '.join(missing)}",
             )
+    if "0.0.0.0/0" not in v["snowflake_egress_cidrs"] and not v["s3_prefix_list_id"]:
+        raise ConfigError(
+            "config key 's3_prefix_list_id' is required when 'snowflake_egress_cidrs' does not include "
+            "'0.0.0.0/0': the notebook reaches S3 (wheelhouse, results) through the gateway endpoint, "
+            "which security groups allow by prefix list; find it with `aws ec2 describe-managed-prefix-lists "
+            f"--filters Name=prefix-list-name,Values=com.amazonaws.{region}.s3`"
+        )
     if v["snowflake_protocol"] == "http" and not v["snowflake_host"]:
         raise _fail(
             "snowflake_protocol", "http", "plain http is only for a local emulator named by 'snowflake_host'; use 'https'"

@@ -12,7 +12,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.config import AppConfig
@@ -97,11 +96,12 @@ class Network(Construct):
         for sg, who in ((self.notebook_sg, "notebook"), (self.function_sg, "check function")):
             self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(443), f"HTTPS from the {who} to VPC endpoints")
             sg.add_egress_rule(self.endpoint_sg, ec2.Port.tcp(443), "HTTPS to VPC endpoints (AWS APIs, Snowflake PrivateLink)")
-            if nat:
-                for cidr in cfg.snowflake_egress_cidrs:
-                    sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS to Snowflake ({cidr})")
-                    sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), f"OCSP certificate checks for Snowflake ({cidr})")
-            else:
+            # In privatelink mode the subnets have no route out of the VPC, so these CIDRs reach
+            # only the Snowflake endpoint and the S3 gateway endpoint.
+            for cidr in cfg.snowflake_egress_cidrs:
+                sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS to Snowflake ({cidr})")
+                sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), f"OCSP certificate checks for Snowflake ({cidr})")
+            if not nat:
                 self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(80), f"OCSP over PrivateLink from the {who}")
                 sg.add_egress_rule(self.endpoint_sg, ec2.Port.tcp(80), "OCSP certificate checks over Snowflake PrivateLink")
 
@@ -115,8 +115,12 @@ class Network(Construct):
                 open=False,
             )
 
-        if not nat or "0.0.0.0/0" not in cfg.snowflake_egress_cidrs:
-            self._allow_s3_gateway(cfg)
+        if cfg.s3_prefix_list_id:
+            # Restricted egress CIDRs do not cover S3; its gateway endpoint is reached by prefix list.
+            for sg in (self.notebook_sg, self.function_sg):
+                sg.add_egress_rule(
+                    ec2.Peer.prefix_list(cfg.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 through the gateway endpoint"
+                )
         if not nat:
             self._snowflake_privatelink(cfg)
 
@@ -135,28 +139,6 @@ class Network(Construct):
 
     def _security_group(self, id: str, description: str) -> ec2.SecurityGroup:
         return ec2.SecurityGroup(self, id, vpc=self.vpc, description=description, allow_all_outbound=False)
-
-    def _allow_s3_gateway(self, cfg: AppConfig) -> None:
-        """Egress to the S3 gateway endpoint needs the region's S3 prefix list, which only an API
-        call can name; a deploy-time lookup (no secret involved) finds it."""
-        lookup = cr.AwsCustomResource(
-            self,
-            "S3PrefixListLookup",
-            on_update=cr.AwsSdkCall(
-                service="EC2",
-                action="describeManagedPrefixLists",
-                parameters={"Filters": [{"Name": "prefix-list-name", "Values": [f"com.amazonaws.{cfg.region}.s3"]}]},
-                physical_resource_id=cr.PhysicalResourceId.of(f"s3-prefix-list-{cfg.region}"),
-                output_paths=["PrefixLists.0.PrefixListId"],
-            ),
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [iam.PolicyStatement(actions=["ec2:DescribeManagedPrefixLists"], resources=["*"])]
-            ),
-            install_latest_aws_sdk=False,
-        )
-        prefix_list = lookup.get_response_field("PrefixLists.0.PrefixListId")
-        for sg in (self.notebook_sg, self.function_sg):
-            sg.add_egress_rule(ec2.Peer.prefix_list(prefix_list), ec2.Port.tcp(443), "HTTPS to S3 through the gateway endpoint")
 
     def _snowflake_privatelink(self, cfg: AppConfig) -> None:
         assert cfg.privatelink_endpoint_service and cfg.privatelink_account_url and cfg.privatelink_ocsp_url

@@ -1,0 +1,73 @@
+# One entry point for every job. `make test` and `make demo` work on a fresh machine: they set up
+# the pinned toolchain first (Python venvs from the lock files, Node 22 and the CDK CLI from
+# package.json). Nothing is installed globally.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+CHECKOV_VENV := .venv-checkov
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
+export PYTHONPATH := $(CURDIR)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+PYTEST_ARGS ?=
+
+.PHONY: help install synth test lint demo deploy destroy bench clean lock
+
+help:
+	@echo "make demo     set up, then run the product end to end on the local sandbox"
+	@echo "make test     set up, then run every test and gate (nag packs, cfn-lint, checkov, shellcheck, ruff)"
+	@echo "make synth    write cdk.out/ (no AWS credentials needed)"
+	@echo "make deploy   deploy all stacks to the account of your AWS credentials"
+	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
+
+install: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: install
+	rm -rf cdk.out
+	cdk synth --all --quiet
+	@ls cdk.out/*.template.json
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python -m stacks.summary
+
+deploy: install
+	cdk deploy --all --require-approval broadening
+
+destroy: install
+	cdk destroy --all
+
+bench: install
+	$(BIN)/python -m bench.run
+
+lock:
+	rm -rf /tmp/snowsage-lock && $(PYTHON) -m venv /tmp/snowsage-lock
+	/tmp/snowsage-lock/bin/pip install --quiet -r requirements.in
+	(echo "# Lock file: regenerate with \`make lock\` (pip freeze of a venv built from requirements.in)."; \
+	  /tmp/snowsage-lock/bin/pip freeze --all | grep -v '^pip==') > requirements.txt
+
+clean:
+	rm -rf cdk.out .build .pytest_cache .ruff_cache .mypy_cache

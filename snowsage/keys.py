@@ -17,16 +17,22 @@ class PrivateKeyError(ValueError):
 
 def generate_private_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     if bits not in ALLOWED_BITS:
-        raise PrivateKeyError(f"key size {bits} is not supported; use one of {', '.join(map(str, ALLOWED_BITS))}")
+        raise PrivateKeyError(
+            f"key size {bits} is not supported; use one of {', '.join(map(str, ALLOWED_BITS))}"
+        )
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
 def private_key_to_pem(key: rsa.RSAPrivateKey, passphrase: str | None = None) -> str:
     """PKCS#8 PEM, encrypted with the passphrase when one is given (Snowflake's accepted forms)."""
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode()) if passphrase else serialization.NoEncryption()
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
     )
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode()
 
 
 def load_private_key(pem: str | bytes, passphrase: str | None = None) -> rsa.RSAPrivateKey:

@@ -57,9 +57,7 @@ class RuntimeSettings:
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
-            raise SettingsError(
-                f"auth is {self.auth!r}; expected one of {', '.join(AUTH_MODES)}"
-            )
+            raise SettingsError(f"auth is {self.auth!r}; expected one of {', '.join(AUTH_MODES)}")
         missing = [k for k in (*REQUIRED_SETTING_KEYS, *self.secret_keys) if k not in self.parameters]
         if missing:
             raise SettingsError(

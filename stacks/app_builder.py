@@ -16,14 +16,35 @@ def build_app(
 ) -> dict[str, cdk.Stack]:
     env = cdk.Environment(account=cfg.account or default_account, region=cfg.region)
     prefix = cfg.stack_prefix
-    data = DataStack(app, f"{prefix}-Data", cfg=cfg, env=env, description="snowsage: KMS key, Snowflake parameters, results bucket")
-    network = NetworkStack(app, f"{prefix}-Network", cfg=cfg, key=data.key, env=env, description="snowsage: private VPC, endpoints, security groups")
+    data = DataStack(
+        app,
+        f"{prefix}-Data",
+        cfg=cfg,
+        env=env,
+        description="snowsage: KMS key, Snowflake parameters, results bucket",
+    )
+    network = NetworkStack(
+        app,
+        f"{prefix}-Network",
+        cfg=cfg,
+        key=data.key,
+        env=env,
+        description="snowsage: private VPC, endpoints, security groups",
+    )
     notebook = NotebookStack(
-        app, f"{prefix}-Notebook", cfg=cfg, data=data, network=network, env=env, description="snowsage: SageMaker notebook and Snowflake connectivity check"
+        app,
+        f"{prefix}-Notebook",
+        cfg=cfg,
+        data=data,
+        network=network,
+        env=env,
+        description="snowsage: SageMaker notebook and Snowflake connectivity check",
     )
     for stack in (data, network, notebook):
         cdk.Tags.of(stack).add("project", "snowsage")
         cdk.Tags.of(stack).add("snowsage:env", cfg.env_name)
     if nag:
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), NIST80053R5Checks(app), HIPAASecurityChecks(app))
+        cdk.Validations.of(app).add_plugins(
+            AwsSolutionsChecks(app), NIST80053R5Checks(app), HIPAASecurityChecks(app)
+        )
     return {"data": data, "network": network, "notebook": notebook}

@@ -29,15 +29,48 @@ INTERFACE_ENDPOINT_SERVICES = (
 )
 # What the notebook and the check function need to start, log and read their parameters with no
 # internet at all; privatelink mode turns these on unless the user chooses otherwise.
-PRIVATELINK_DEFAULT_ENDPOINTS = ("ssm", "kms", "logs", "monitoring", "sts", "sagemaker_api", "sagemaker_notebook")
+PRIVATELINK_DEFAULT_ENDPOINTS = (
+    "ssm",
+    "kms",
+    "logs",
+    "monitoring",
+    "sts",
+    "sagemaker_api",
+    "sagemaker_notebook",
+)
 
 # CloudWatch Logs accepts only these retention periods.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 _ORG_ACCOUNT = re.compile(r"^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9_]+$")
 _LEGACY_LOCATOR = re.compile(r"^[A-Za-z0-9]+\.[a-z0-9-]+(\.(aws|azure|gcp))?$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
@@ -152,7 +185,11 @@ def _int(low: int, high: int, extra: tuple[int, ...] = ()) -> Callable[[str, Any
 
 def _optional(inner: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     def parse(key: str, value: Any) -> Any:
-        if value is None or value == "" or (isinstance(value, str) and value.lower() in ("none", "off", "null")):
+        if (
+            value is None
+            or value == ""
+            or (isinstance(value, str) and value.lower() in ("none", "off", "null"))
+        ):
             return None
         return inner(key, value)
 
@@ -179,7 +216,7 @@ def _list(key: str, value: Any) -> list[Any]:
 def _cidrs(key: str, value: Any) -> tuple[str, ...]:
     items = _list(key, value)
     if not items:
-        raise _fail(key, value, "expected at least one IPv4 CIDR, e.g. [\"0.0.0.0/0\"]")
+        raise _fail(key, value, 'expected at least one IPv4 CIDR, e.g. ["0.0.0.0/0"]')
     out = []
     for item in items:
         try:
@@ -242,7 +279,10 @@ def _endpoints(key: str, value: Any) -> tuple[str, ...] | None:
 
 
 def _ident(what: str) -> Callable[[str, Any], str]:
-    return _str(_IDENT, f"expected a Snowflake {what} identifier: a letter or underscore, then letters, digits, _ or $")
+    return _str(
+        _IDENT,
+        f"expected a Snowflake {what} identifier: a letter or underscore, then letters, digits, _ or $",
+    )
 
 
 def _retention(key: str, value: Any) -> int:
@@ -257,9 +297,13 @@ def _minutes_or_zero(key: str, value: Any) -> int:
 
 
 PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "env_name": _str(_ENV_NAME, "expected lowercase letters, digits and '-', starting with a letter, at most 16 characters"),
+    "env_name": _str(
+        _ENV_NAME, "expected lowercase letters, digits and '-', starting with a letter, at most 16 characters"
+    ),
     "region": _str(_REGION, "expected an AWS region name such as 'us-east-1'"),
-    "account": _optional(_str(_ACCOUNT_ID, "expected a 12-digit AWS account ID, or null to deploy to the CLI's account")),
+    "account": _optional(
+        _str(_ACCOUNT_ID, "expected a 12-digit AWS account ID, or null to deploy to the CLI's account")
+    ),
     "availability_zones": lambda k, v: _list(k, v),
     "snowflake_account": _snowflake_account,
     "snowflake_user": _ident("user"),
@@ -267,7 +311,9 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "snowflake_warehouse": _ident("warehouse"),
     "snowflake_database": _ident("database"),
     "snowflake_schema": _ident("schema"),
-    "snowflake_host": _optional(_str(_HOSTNAME, "expected a host name such as 'xy12345.us-east-1.privatelink.snowflakecomputing.com'")),
+    "snowflake_host": _optional(
+        _str(_HOSTNAME, "expected a host name such as 'xy12345.us-east-1.privatelink.snowflakecomputing.com'")
+    ),
     "snowflake_port": _optional(_int(1, 65535)),
     "snowflake_protocol": _optional(_choice("https", "http")),
     "auth": _choice("keypair", "password", "wif"),
@@ -277,20 +323,36 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_azs": _int(1, 6),
     "snowflake_egress_cidrs": _cidrs,
     "privatelink_endpoint_service": _optional(
-        _str(_VPCE_SERVICE, "expected the Snowflake PrivateLink service name from SYSTEM$GET_PRIVATELINK_CONFIG(), e.g. 'com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0'")
+        _str(
+            _VPCE_SERVICE,
+            "expected the Snowflake PrivateLink service name from SYSTEM$GET_PRIVATELINK_CONFIG(), e.g. 'com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0'",
+        )
     ),
-    "privatelink_account_url": _optional(_str(_HOSTNAME, "expected 'privatelink-account-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")),
-    "privatelink_ocsp_url": _optional(_str(_HOSTNAME, "expected 'privatelink-ocsp-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")),
+    "privatelink_account_url": _optional(
+        _str(_HOSTNAME, "expected 'privatelink-account-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")
+    ),
+    "privatelink_ocsp_url": _optional(
+        _str(_HOSTNAME, "expected 'privatelink-ocsp-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")
+    ),
     "interface_endpoints": _endpoints,
-    "s3_prefix_list_id": _optional(_str(re.compile(r"^pl-[0-9a-f]{8,17}$"), "expected a managed prefix list ID such as 'pl-63a5400a'")),
-    "notebook_instance_type": _str(_INSTANCE_TYPE, "expected a SageMaker notebook instance type such as 'ml.t3.medium'"),
+    "s3_prefix_list_id": _optional(
+        _str(re.compile(r"^pl-[0-9a-f]{8,17}$"), "expected a managed prefix list ID such as 'pl-63a5400a'")
+    ),
+    "notebook_instance_type": _str(
+        _INSTANCE_TYPE, "expected a SageMaker notebook instance type such as 'ml.t3.medium'"
+    ),
     "notebook_volume_gb": _int(5, 16384),
     "notebook_platform": _platform,
     "idle_stop_minutes": _minutes_or_zero,
     "backup_minutes": _minutes_or_zero,
     "removal_policy": _choice("retain", "destroy"),
     "log_retention_days": _retention,
-    "check_schedule": _optional(_str(_SCHEDULE, "expected an EventBridge schedule such as 'rate(1 hour)' or 'cron(0 8 * * ? *)', or 'off'")),
+    "check_schedule": _optional(
+        _str(
+            _SCHEDULE,
+            "expected an EventBridge schedule such as 'rate(1 hour)' or 'cron(0 8 * * ? *)', or 'off'",
+        )
+    ),
     "alarm_email": _optional(_str(_EMAIL, "expected an email address for the failure alarm, or null")),
 }
 
@@ -373,14 +435,20 @@ def _cross_check(v: dict[str, Any]) -> dict[str, Any]:
         azs = [f"{region}{letter}" for letter in "abc"]
     bad_az = [a for a in azs if not (isinstance(a, str) and re.fullmatch(re.escape(region) + r"[a-z]", a))]
     if bad_az:
-        raise _fail("availability_zones", bad_az[0], f"expected zone names in region {region}, e.g. '{region}a'")
+        raise _fail(
+            "availability_zones", bad_az[0], f"expected zone names in region {region}, e.g. '{region}a'"
+        )
     v["availability_zones"] = tuple(azs)
     if v["max_azs"] > len(azs):
         raise _fail(
-            "max_azs", v["max_azs"], f"at most {len(azs)}, the number of zones in 'availability_zones' ({', '.join(azs)})"
+            "max_azs",
+            v["max_azs"],
+            f"at most {len(azs)}, the number of zones in 'availability_zones' ({', '.join(azs)})",
         )
     if v["network"] == "nat" and v["nat_gateways"] > v["max_azs"]:
-        raise _fail("nat_gateways", v["nat_gateways"], f"at most max_azs ({v['max_azs']}): one NAT gateway per zone")
+        raise _fail(
+            "nat_gateways", v["nat_gateways"], f"at most max_azs ({v['max_azs']}): one NAT gateway per zone"
+        )
     if v["network"] == "privatelink":
         for key in ("privatelink_endpoint_service", "privatelink_account_url", "privatelink_ocsp_url"):
             if not v[key]:
@@ -419,7 +487,9 @@ def _cross_check(v: dict[str, Any]) -> dict[str, Any]:
         )
     if v["snowflake_protocol"] == "http" and not v["snowflake_host"]:
         raise _fail(
-            "snowflake_protocol", "http", "plain http is only for a local emulator named by 'snowflake_host'; use 'https'"
+            "snowflake_protocol",
+            "http",
+            "plain http is only for a local emulator named by 'snowflake_host'; use 'https'",
         )
     if v["snowflake_port"] is not None and not v["snowflake_host"]:
         raise _fail("snowflake_port", v["snowflake_port"], "a port override needs 'snowflake_host' as well")

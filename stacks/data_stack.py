@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .config import AppConfig
@@ -55,6 +54,21 @@ class DataStack(cdk.Stack):
         self.results = ResultsBucket(
             self, "Results", bucket_name=results_bucket_name(cfg), key=self.key, removal_policy=removal(cfg)
         )
-        cdk.CfnOutput(self, "KeyArn", value=self.key.key_arn, description="KMS key for parameters, volume, logs and results")
-        cdk.CfnOutput(self, "ResultsBucketName", value=self.results.bucket.bucket_name, description="Results bucket (Parquet, backups)")
-        cdk.CfnOutput(self, "ParameterPrefix", value=cfg.parameter_prefix, description="SSM path of the Snowflake settings and credentials")
+        cdk.CfnOutput(
+            self,
+            "KeyArn",
+            value=self.key.key_arn,
+            description="KMS key for parameters, volume, logs and results",
+        )
+        cdk.CfnOutput(
+            self,
+            "ResultsBucketName",
+            value=self.results.bucket.bucket_name,
+            description="Results bucket (Parquet, backups)",
+        )
+        cdk.CfnOutput(
+            self,
+            "ParameterPrefix",
+            value=cfg.parameter_prefix,
+            description="SSM path of the Snowflake settings and credentials",
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from snowsage.settings import RuntimeSettings
@@ -18,7 +17,14 @@ from .network_stack import NetworkStack
 
 class NotebookStack(cdk.Stack):
     def __init__(
-        self, scope: Construct, id: str, *, cfg: AppConfig, data: DataStack, network: NetworkStack, **kwargs: object
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cfg: AppConfig,
+        data: DataStack,
+        network: NetworkStack,
+        **kwargs: object,
     ) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
         notebook_name = f"snowsage-{cfg.env_name}"
@@ -71,11 +77,20 @@ class NotebookStack(cdk.Stack):
             backup_minutes=cfg.backup_minutes,
         )
         outputs = {
-            "RuntimeSettings": (settings_json, "Where the runtime finds its settings (read by the snowsage CLI)"),
+            "RuntimeSettings": (
+                settings_json,
+                "Where the runtime finds its settings (read by the snowsage CLI)",
+            ),
             "NotebookName": (notebook_name, "SageMaker notebook instance (`snowsage notebook url --open`)"),
             "CheckFunctionName": (self.check.function.function_name, "Connectivity check (`snowsage check`)"),
-            "NotebookRoleArn": (self.notebook.role.role_arn, "Notebook execution role (for Snowflake workload identity)"),
-            "CheckFunctionRoleArn": (self.check.role.role_arn, "Check function role (for Snowflake workload identity)"),
+            "NotebookRoleArn": (
+                self.notebook.role.role_arn,
+                "Notebook execution role (for Snowflake workload identity)",
+            ),
+            "CheckFunctionRoleArn": (
+                self.check.role.role_arn,
+                "Check function role (for Snowflake workload identity)",
+            ),
             "AlarmTopicArn": (self.check.topic.topic_arn, "Subscribe here for check failures"),
         }
         for key, (value, description) in outputs.items():

@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +29,16 @@ MANYLINUX_TAGS = {
 
 
 # The Lambda Python runtime ships boto3 and these; bundling them again only adds megabytes.
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "six.py", "six")
+RUNTIME_PROVIDED = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "jmespath",
+    "dateutil",
+    "python_dateutil",
+    "six.py",
+    "six",
+)
 
 
 class BundlingError(RuntimeError):
@@ -61,13 +71,19 @@ def pip_target(
         for tag in MANYLINUX_TAGS[arch]:
             platform_args += ["--platform", tag]
         platform_args += ["--implementation", "cp", "--python-version", python_version, "--only-binary=:all:"]
-    key = _digest(requirements.read_bytes(), mode.encode(), python_version.encode(), str(arch).encode(), *(a.encode() for a in extra_args))
+    key = _digest(
+        requirements.read_bytes(),
+        mode.encode(),
+        python_version.encode(),
+        str(arch).encode(),
+        *(a.encode() for a in extra_args),
+    )
     out = CACHE_DIR / f"{requirements.parent.name}-{mode}-{arch or 'host'}-{key}"
     if (out / ".complete").exists():
         return out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # A private temporary directory, renamed into place: parallel synths never see half a cache.
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=CACHE_DIR))
     if mode == "install":
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(tmp)]
     else:
@@ -80,12 +96,16 @@ def pip_target(
             f"{proc.stderr.strip()[-2000:]}\nCheck the pins in {requirements} and that PyPI is reachable."
         )
     (tmp / ".complete").write_text(" ".join(cmd))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another synth finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def copy_tree(src: Path, dest: Path, *, ignore: Sequence[str] = ("__pycache__", "*.pyc", ".complete")) -> None:
+def copy_tree(
+    src: Path, dest: Path, *, ignore: Sequence[str] = ("__pycache__", "*.pyc", ".complete")
+) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*ignore))
 
 

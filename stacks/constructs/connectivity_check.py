@@ -7,8 +7,6 @@ encrypted queue. Its environment names parameters; it never holds a secret.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -24,12 +22,11 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .nag import acknowledge, checkov_skip, least_privilege_role
-
 from snowsage.settings import SETTINGS_ENV_VAR
 
 from .bundling import REPO_ROOT, bundled_code_options
 from .lambda_defaults import LAMBDA_ARCH, LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, log_group
+from .nag import acknowledge, checkov_skip, least_privilege_role
 
 CHECK_SOURCE = REPO_ROOT / "lambda" / "connectivity_check"
 METRICS_NAMESPACE = "SnowSage"
@@ -75,14 +72,22 @@ class ConnectivityCheck(Construct):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
-        acknowledge(self.dead_letters, "AwsSolutions-SQS3", "This queue is the dead-letter queue of the check function itself.")
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of the check function itself.",
+        )
         self.role = least_privilege_role(
             self,
             "Role",
             service="lambda.amazonaws.com",
             description=f"snowsage {env_name} connectivity check: read-only parameters, own logs",
             statements=[
-                iam.PolicyStatement(sid="ReadSnowflakeParameters", actions=["ssm:GetParameter", "ssm:GetParameters"], resources=parameter_arns),
+                iam.PolicyStatement(
+                    sid="ReadSnowflakeParameters",
+                    actions=["ssm:GetParameter", "ssm:GetParameters"],
+                    resources=parameter_arns,
+                ),
                 iam.PolicyStatement(
                     sid="DecryptParametersViaSsm",
                     actions=["kms:Decrypt"],
@@ -90,10 +95,14 @@ class ConnectivityCheck(Construct):
                     conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
                 ),
                 iam.PolicyStatement(
-                    sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[self.log_group.log_group_arn],
                 ),
                 iam.PolicyStatement(
-                    sid="DeadLetterFailedInvocations", actions=["sqs:SendMessage"], resources=[self.dead_letters.queue_arn]
+                    sid="DeadLetterFailedInvocations",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.dead_letters.queue_arn],
                 ),
                 iam.PolicyStatement(
                     sid="EncryptDeadLettersViaSqs",
@@ -164,7 +173,13 @@ class ConnectivityCheck(Construct):
             "The environment holds parameter names only, never a secret; it is encrypted at rest with the AWS managed key.",
         )
 
-        self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True, display_name=f"snowsage {env_name} check failures")
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            master_key=key,
+            enforce_ssl=True,
+            display_name=f"snowsage {env_name} check failures",
+        )
         if alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(alarm_email))
         failures = cloudwatch.Metric(

@@ -11,7 +11,9 @@ from constructs import Construct
 class EncryptionKey(Construct):
     """One symmetric key with yearly rotation; services that write for us may use it, scoped to us."""
 
-    def __init__(self, scope: Construct, id: str, *, env_name: str, removal_policy: cdk.RemovalPolicy) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, env_name: str, removal_policy: cdk.RemovalPolicy
+    ) -> None:
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
         self.key = kms.Key(
@@ -28,7 +30,13 @@ class EncryptionKey(Construct):
             iam.PolicyStatement(
                 sid="AllowCloudWatchLogsForThisAccount",
                 principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
                 resources=["*"],
                 conditions={
                     "ArnLike": {

@@ -31,7 +31,11 @@ def least_privilege_role(
 def wildcard_finding(resource: str) -> str:
     """The granular AwsSolutions-IAM5 finding ID cdk-nag reports for a resource string built
     from pseudo-parameters (it prints them as ``<AWS::AccountId>``)."""
-    for token, name in ((cdk.Aws.ACCOUNT_ID, "AccountId"), (cdk.Aws.PARTITION, "Partition"), (cdk.Aws.REGION, "Region")):
+    for token, name in (
+        (cdk.Aws.ACCOUNT_ID, "AccountId"),
+        (cdk.Aws.PARTITION, "Partition"),
+        (cdk.Aws.REGION, "Region"),
+    ):
         resource = resource.replace(token, f"<AWS::{name}>")
     return f"AwsSolutions-IAM5[Resource::{resource}]"
 

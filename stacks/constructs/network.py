@@ -10,7 +10,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from constructs import Construct
 
@@ -38,12 +37,21 @@ class Network(Construct):
         if nat:
             subnets = [
                 ec2.SubnetConfiguration(
-                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False
+                    name="Public",
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=24,
+                    map_public_ip_on_launch=False,
                 ),
-                ec2.SubnetConfiguration(name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+                ec2.SubnetConfiguration(
+                    name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
+                ),
             ]
         else:
-            subnets = [ec2.SubnetConfiguration(name="Isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20)]
+            subnets = [
+                ec2.SubnetConfiguration(
+                    name="Isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20
+                )
+            ]
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -85,25 +93,44 @@ class Network(Construct):
         )
         self.vpc.add_flow_log(
             "FlowLog",
-            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, flow_role.without_policy_updates()),
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                flow_logs, flow_role.without_policy_updates()
+            ),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
         self.s3_endpoint = self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
 
-        self.endpoint_sg = self._security_group("EndpointSecurityGroup", "VPC endpoints: HTTPS from the notebook and the check function only")
-        self.notebook_sg = self._security_group("NotebookSecurityGroup", "snowsage notebook: egress to Snowflake and VPC endpoints only")
-        self.function_sg = self._security_group("CheckFunctionSecurityGroup", "snowsage check function: egress to Snowflake and VPC endpoints only")
+        self.endpoint_sg = self._security_group(
+            "EndpointSecurityGroup", "VPC endpoints: HTTPS from the notebook and the check function only"
+        )
+        self.notebook_sg = self._security_group(
+            "NotebookSecurityGroup", "snowsage notebook: egress to Snowflake and VPC endpoints only"
+        )
+        self.function_sg = self._security_group(
+            "CheckFunctionSecurityGroup",
+            "snowsage check function: egress to Snowflake and VPC endpoints only",
+        )
         for sg, who in ((self.notebook_sg, "notebook"), (self.function_sg, "check function")):
             self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(443), f"HTTPS from the {who} to VPC endpoints")
-            sg.add_egress_rule(self.endpoint_sg, ec2.Port.tcp(443), "HTTPS to VPC endpoints (AWS APIs, Snowflake PrivateLink)")
+            sg.add_egress_rule(
+                self.endpoint_sg,
+                ec2.Port.tcp(443),
+                "HTTPS to VPC endpoints (AWS APIs, Snowflake PrivateLink)",
+            )
             # In privatelink mode the subnets have no route out of the VPC, so these CIDRs reach
             # only the Snowflake endpoint and the S3 gateway endpoint.
             for cidr in cfg.snowflake_egress_cidrs:
                 sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS to Snowflake ({cidr})")
-                sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), f"OCSP certificate checks for Snowflake ({cidr})")
+                sg.add_egress_rule(
+                    ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), f"OCSP certificate checks for Snowflake ({cidr})"
+                )
             if not nat:
-                self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(80), f"OCSP over PrivateLink from the {who}")
-                sg.add_egress_rule(self.endpoint_sg, ec2.Port.tcp(80), "OCSP certificate checks over Snowflake PrivateLink")
+                self.endpoint_sg.add_ingress_rule(
+                    sg, ec2.Port.tcp(80), f"OCSP over PrivateLink from the {who}"
+                )
+                sg.add_egress_rule(
+                    self.endpoint_sg, ec2.Port.tcp(80), "OCSP certificate checks over Snowflake PrivateLink"
+                )
 
         for name in cfg.interface_endpoints:
             self.vpc.add_interface_endpoint(
@@ -119,21 +146,31 @@ class Network(Construct):
             # Restricted egress CIDRs do not cover S3; its gateway endpoint is reached by prefix list.
             for sg in (self.notebook_sg, self.function_sg):
                 sg.add_egress_rule(
-                    ec2.Peer.prefix_list(cfg.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 through the gateway endpoint"
+                    ec2.Peer.prefix_list(cfg.s3_prefix_list_id),
+                    ec2.Port.tcp(443),
+                    "HTTPS to S3 through the gateway endpoint",
                 )
         if not nat:
             self._snowflake_privatelink(cfg)
 
     def _skip_checkov_on_default_sg_provider(self) -> None:
         """restrict_default_security_group adds CDK's own deploy-time provider to the stack."""
-        provider = cdk.Stack.of(self).node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        provider = cdk.Stack.of(self).node.try_find_child(
+            "Custom::VpcRestrictDefaultSGCustomResourceProvider"
+        )
         if provider is None:
             return
         handler = provider.node.find_child("Handler")
         for check, reason in (
-            ("CKV_AWS_115", "CDK's deploy-time provider that removes the default security group's rules; runs once per deployment."),
+            (
+                "CKV_AWS_115",
+                "CDK's deploy-time provider that removes the default security group's rules; runs once per deployment.",
+            ),
             ("CKV_AWS_116", "Invoked synchronously by CloudFormation; a DLQ would never receive anything."),
-            ("CKV_AWS_117", "CDK's deploy-time provider only calls the EC2 API to close the default security group."),
+            (
+                "CKV_AWS_117",
+                "CDK's deploy-time provider only calls the EC2 API to close the default security group.",
+            ),
         ):
             checkov_skip(handler, check, reason)
 
@@ -152,8 +189,22 @@ class Network(Construct):
             private_dns_enabled=False,
             open=False,
         )
-        zone = route53.PrivateHostedZone(self, "SnowflakePrivateZone", zone_name="privatelink.snowflakecomputing.com", vpc=self.vpc)
-        endpoint_dns = cdk.Fn.select(1, cdk.Fn.split(":", cdk.Fn.select(0, endpoint.vpc_endpoint_dns_entries)))
-        for id, host in (("AccountRecord", cfg.privatelink_account_url), ("OcspRecord", cfg.privatelink_ocsp_url)):
-            route53.CnameRecord(self, id, zone=zone, record_name=f"{host}.", domain_name=endpoint_dns, ttl=cdk.Duration.minutes(5))
+        zone = route53.PrivateHostedZone(
+            self, "SnowflakePrivateZone", zone_name="privatelink.snowflakecomputing.com", vpc=self.vpc
+        )
+        endpoint_dns = cdk.Fn.select(
+            1, cdk.Fn.split(":", cdk.Fn.select(0, endpoint.vpc_endpoint_dns_entries))
+        )
+        for id, host in (
+            ("AccountRecord", cfg.privatelink_account_url),
+            ("OcspRecord", cfg.privatelink_ocsp_url),
+        ):
+            route53.CnameRecord(
+                self,
+                id,
+                zone=zone,
+                record_name=f"{host}.",
+                domain_name=endpoint_dns,
+                ttl=cdk.Duration.minutes(5),
+            )
         self.snowflake_endpoint = endpoint

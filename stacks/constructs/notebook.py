@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,9 +24,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from .nag import acknowledge, wildcard_finding
-
 from .bundling import REPO_ROOT, BundlingError, copy_tree, pip_target
+from .nag import acknowledge, wildcard_finding
 
 LIFECYCLE_DIR = REPO_ROOT / "notebook_lifecycle"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -54,25 +54,32 @@ class WheelhouseBundling:
         requirements = LIFECYCLE_DIR / "requirements.txt"
         wheels = pip_target(requirements, python_version=NOTEBOOK_PYTHON, arch="x86_64", mode="download")
         copy_tree(wheels, out / "wheels")
-        build = REPO_ROOT / ".build" / "snowsage-wheel"
-        shutil.rmtree(build, ignore_errors=True)
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(build), str(REPO_ROOT)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise BundlingError(f"building the snowsage wheel failed:\n{proc.stderr[-2000:]}")
-        copy_tree(build, out / "wheels")
-        shutil.rmtree(REPO_ROOT / "build", ignore_errors=True)
+        copy_tree(build_snowsage_wheel(), out / "wheels")
         shutil.copy2(requirements, out / "requirements.txt")
         (out / "notebooks").mkdir(exist_ok=True)
         for nb in NOTEBOOKS_DIR.glob("*.ipynb"):
             shutil.copy2(nb, out / "notebooks" / nb.name)
-        for helper in LIFECYCLE_DIR.glob("*.py"):
-            shutil.copy2(helper, out / helper.name)
+        for helper in ("idle_stop.py", "install_wheels.sh"):
+            shutil.copy2(LIFECYCLE_DIR / helper, out / helper)
         return True
+
+
+def build_snowsage_wheel() -> Path:
+    """A wheel of the snowsage package, built from a private copy of its sources so concurrent
+    synths never share setuptools' in-tree build directory."""
+    with tempfile.TemporaryDirectory(prefix="snowsage-src-") as src:
+        shutil.copy2(REPO_ROOT / "pyproject.toml", Path(src) / "pyproject.toml")
+        copy_tree(REPO_ROOT / "snowsage", Path(src) / "snowsage")
+        dest = Path(tempfile.mkdtemp(prefix="snowsage-wheel-"))
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dest), src],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise BundlingError(f"building the snowsage wheel failed:\n{proc.stderr[-2000:]}")
+    return dest
 
 
 class Notebook(Construct):
@@ -115,10 +122,10 @@ class Notebook(Construct):
             description=f"snowsage notebook {name}: read its Snowflake parameters, use its bucket, stop itself",
         )
         bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
-        log_streams_arn = (
-            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/NotebookInstances"
+        log_streams_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/NotebookInstances"
+        notebook_arn = stack.format_arn(
+            service="sagemaker", resource="notebook-instance", resource_name=name.lower()
         )
-        notebook_arn = stack.format_arn(service="sagemaker", resource="notebook-instance", resource_name=name.lower())
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
@@ -141,7 +148,9 @@ class Notebook(Construct):
                     resources=[key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
                 ),
-                iam.PolicyStatement(sid="ListResultsBucket", actions=["s3:ListBucket"], resources=[bucket_arn]),
+                iam.PolicyStatement(
+                    sid="ListResultsBucket", actions=["s3:ListBucket"], resources=[bucket_arn]
+                ),
                 iam.PolicyStatement(
                     sid="ReadWriteResults",
                     actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
@@ -162,7 +171,12 @@ class Notebook(Construct):
                 ),
                 iam.PolicyStatement(
                     sid="WriteOwnLifecycleAndJupyterLogs",
-                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                    ],
                     resources=[log_streams_arn, f"{log_streams_arn}:log-stream:{name}/*"],
                 ),
                 iam.PolicyStatement(
@@ -204,8 +218,16 @@ class Notebook(Construct):
             self,
             "Lifecycle",
             notebook_instance_lifecycle_config_name=f"{name}-lifecycle",
-            on_create=[sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(content=cdk.Fn.base64(scripts["on_create"]))],
-            on_start=[sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(content=cdk.Fn.base64(scripts["on_start"]))],
+            on_create=[
+                sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(
+                    content=cdk.Fn.base64(scripts["on_create"])
+                )
+            ],
+            on_start=[
+                sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(
+                    content=cdk.Fn.base64(scripts["on_start"])
+                )
+            ],
         )
         self.instance = sagemaker.CfnNotebookInstance(
             self,
@@ -233,7 +255,14 @@ def _wheelhouse_hash() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for path in sorted([*LIFECYCLE_DIR.glob("*"), *NOTEBOOKS_DIR.glob("*.ipynb"), *(REPO_ROOT / "snowsage").glob("*.py"), REPO_ROOT / "pyproject.toml"]):
+    for path in sorted(
+        [
+            *LIFECYCLE_DIR.glob("*"),
+            *NOTEBOOKS_DIR.glob("*.ipynb"),
+            *(REPO_ROOT / "snowsage").glob("*.py"),
+            REPO_ROOT / "pyproject.toml",
+        ]
+    ):
         if path.is_file():
             h.update(path.name.encode())
             h.update(path.read_bytes())

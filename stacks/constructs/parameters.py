@@ -90,8 +90,21 @@ class SnowflakeParameters(Construct):
                     resources=[key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
                 ),
+                iam.PolicyStatement(
+                    # Reads the key ID of an existing parameter (GetParameter does not return it)
+                    # so a changed key re-encrypts instead of silently keeping the old one.
+                    sid="ReadParameterMetadata",
+                    actions=["ssm:DescribeParameters"],
+                    resources=["*"],
+                ),
                 _write_logs(handler_logs),
             ],
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ssm:DescribeParameters does not support resource-level permissions; it returns metadata "
+            "(name, type, key ID), never a value, and is the only unscoped action of the provider.",
         )
         handler = lambda_.Function(
             self,
@@ -114,7 +127,9 @@ class SnowflakeParameters(Construct):
             service="lambda.amazonaws.com",
             description="snowsage secure-parameter provider framework: invokes the handler",
             statements=[
-                iam.PolicyStatement(sid="InvokeHandler", actions=["lambda:InvokeFunction"], resources=[handler.function_arn]),
+                iam.PolicyStatement(
+                    sid="InvokeHandler", actions=["lambda:InvokeFunction"], resources=[handler.function_arn]
+                ),
                 _write_logs(framework_logs),
             ],
         )
@@ -131,8 +146,14 @@ class SnowflakeParameters(Construct):
         assert isinstance(cfn_framework, lambda_.CfnFunction)
         cfn_framework.reserved_concurrent_executions = 2
         for fn in (handler, framework):
-            checkov_skip(fn, "CKV_AWS_116", "Invoked synchronously by CloudFormation; a DLQ would never receive anything.")
-            checkov_skip(fn, "CKV_AWS_117", "Deploy-time SSM-only function; the VPC stack depends on this stack's key.")
+            checkov_skip(
+                fn,
+                "CKV_AWS_116",
+                "Invoked synchronously by CloudFormation; a DLQ would never receive anything.",
+            )
+            checkov_skip(
+                fn, "CKV_AWS_117", "Deploy-time SSM-only function; the VPC stack depends on this stack's key."
+            )
             for pack in ("NIST.800.53.R5", "HIPAA.Security"):
                 acknowledge(
                     fn,
@@ -161,7 +182,9 @@ class SnowflakeParameters(Construct):
                     "InitialValue": initial,
                     "RemovalPolicy": removal_policy,
                 },
-                removal_policy=cdk.RemovalPolicy.RETAIN if removal_policy == "retain" else cdk.RemovalPolicy.DESTROY,
+                removal_policy=cdk.RemovalPolicy.RETAIN
+                if removal_policy == "retain"
+                else cdk.RemovalPolicy.DESTROY,
             )
             self.secret_names[k] = name
 
@@ -180,5 +203,7 @@ class SnowflakeParameters(Construct):
 
 def _write_logs(group: logs.ILogGroup) -> iam.PolicyStatement:
     return iam.PolicyStatement(
-        sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[group.log_group_arn]
+        sid="WriteOwnLogs",
+        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+        resources=[group.log_group_arn],
     )

@@ -38,10 +38,22 @@ class ResultsBucket(Construct):
         )
         for rule, reason in (
             ("AwsSolutions-S1", "This is the access-log bucket itself; logging it into itself would loop."),
-            ("NIST.800.53.R5-S3BucketLoggingEnabled", "This is the access-log bucket itself; logging it into itself would loop."),
-            ("HIPAA.Security-S3BucketLoggingEnabled", "This is the access-log bucket itself; logging it into itself would loop."),
-            ("NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 server access logging can only deliver to SSE-S3 buckets."),
-            ("HIPAA.Security-S3DefaultEncryptionKMS", "S3 server access logging can only deliver to SSE-S3 buckets."),
+            (
+                "NIST.800.53.R5-S3BucketLoggingEnabled",
+                "This is the access-log bucket itself; logging it into itself would loop.",
+            ),
+            (
+                "HIPAA.Security-S3BucketLoggingEnabled",
+                "This is the access-log bucket itself; logging it into itself would loop.",
+            ),
+            (
+                "NIST.800.53.R5-S3DefaultEncryptionKMS",
+                "S3 server access logging can only deliver to SSE-S3 buckets.",
+            ),
+            (
+                "HIPAA.Security-S3DefaultEncryptionKMS",
+                "S3 server access logging can only deliver to SSE-S3 buckets.",
+            ),
         ):
             acknowledge(self.access_logs, rule, reason)
         checkov_skip(self.access_logs, "CKV_AWS_18", "This is the access-log bucket itself.")
@@ -63,7 +75,9 @@ class ResultsBucket(Construct):
             auto_delete_objects=False,
             lifecycle_rules=[
                 s3.LifecycleRule(id="ExpireOldVersions", noncurrent_version_expiration=cdk.Duration.days(90)),
-                s3.LifecycleRule(id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=cdk.Duration.days(7)),
+                s3.LifecycleRule(
+                    id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=cdk.Duration.days(7)
+                ),
             ],
         )
         self._ack_replication(self.bucket)

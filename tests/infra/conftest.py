@@ -59,7 +59,10 @@ def synthesize(tmp: Path, **overrides: Any) -> Synth:
     cfg = load_config(app.node.get_all_context())
     stacks = build_app(app, cfg)
     app.synth()
-    templates = {kind: json.loads((tmp / f"{stack.stack_name}.template.json").read_text()) for kind, stack in stacks.items()}
+    templates = {
+        kind: json.loads((tmp / f"{stack.stack_name}.template.json").read_text())
+        for kind, stack in stacks.items()
+    }
     return Synth(cfg=cfg, outdir=tmp, templates=templates)
 
 

@@ -1,0 +1,79 @@
+"""Connectivity check Lambda: read SNOWSAGE_SETTINGS, run snowsage.diagnostics.run_check, return the report.
+
+One EMF metric per run: CheckOk, CheckFailed or CheckNotConfigured (namespace from
+POWERTOOLS_METRICS_NAMESPACE), so a fresh deployment whose credentials are not stored yet never
+trips the CheckFailed alarm. A missing or malformed SNOWSAGE_SETTINGS is a deployment defect, not
+"not configured": it reports status "failed" with the settings step failed, and counts as CheckFailed.
+
+Parameters are read with Powertools' ``get_parameters_by_name`` (decrypted, cached for
+``PARAMETER_MAX_AGE`` seconds); the cache is dropped after any run that was not ok, so a fix
+(`snowsage credentials set`) is seen by the very next run. Nothing secret is logged or returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+
+from snowsage.diagnostics import run_check, settings_error_report
+from snowsage.settings import SETTINGS_ENV_VAR, RuntimeSettings, SettingsError
+
+PARAMETER_MAX_AGE = 60
+METRIC_BY_STATUS = {"ok": "CheckOk", "failed": "CheckFailed", "not_configured": "CheckNotConfigured"}
+
+logger = Logger()
+metrics = Metrics()
+
+# botocore logs response bodies at DEBUG, and GetParameters WithDecryption returns the secrets in
+# clear: keep those loggers at INFO whatever level the function runs at.
+for _name in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_name).setLevel(max(logging.getLogger(_name).level, logging.INFO))
+
+
+def fetch_parameters(names: Sequence[str]) -> dict[str, str]:
+    """The Fetcher: decrypted values by name; names SSM does not know are absent."""
+    values = parameters.get_parameters_by_name(
+        parameters={name: {} for name in names},
+        decrypt=True,
+        max_age=PARAMETER_MAX_AGE,
+        raise_on_error=False,
+    )
+    return {k: v for k, v in values.items() if k != "_errors"}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
+    try:
+        settings = RuntimeSettings.from_json(os.environ.get(SETTINGS_ENV_VAR, ""), source=SETTINGS_ENV_VAR)
+    except SettingsError as exc:
+        report = settings_error_report(str(exc))
+    else:
+        logger.append_keys(env=settings.env_name, auth=settings.auth)
+        report = run_check(settings, fetch_parameters)
+
+    if report["status"] != "ok":
+        parameters.clear_caches()
+    metrics.add_metric(name=METRIC_BY_STATUS[report["status"]], unit=MetricUnit.Count, value=1)
+    failed = next((s["name"] for s in report["steps"] if s["ok"] is False and s["name"] != "ocsp"), None)
+    log = logger.info if report["ok"] else logger.warning
+    log(
+        "connectivity check %s",
+        report["status"],
+        extra={
+            "status": report["status"],
+            "failed_step": failed,
+            "diagnosis": report["diagnosis"],
+            "warnings": report["warnings"],
+            "steps": {s["name"]: {"ok": s["ok"], "ms": s["ms"]} for s in report["steps"]},
+            "snowflake_version": report["snowflake"]["version"],
+            "duration_ms": report["ms"],
+        },
+    )
+    return report

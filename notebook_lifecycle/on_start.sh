@@ -1,0 +1,183 @@
+#!/bin/bash
+set -euo pipefail
+
+# OVERVIEW
+# snowsage on-start. Runs as root at every start of the notebook instance (5-minute limit), so the
+# foreground only takes seconds:
+#   1. writes the RuntimeSettings to $SAGEMAKER_HOME/.snowsage/settings.json (0644, dir 0755);
+#   2. installs root cron jobs: idle stop (every 5 min) and the backup sync to S3;
+#   3. starts the package install under nohup and exits 0.
+# The background job copies the wheelhouse zip from S3 (S3 gateway endpoint), unpacks it and runs
+# its install_wheels.sh: checks the python3 env runs the Python the cp310 wheels need, pip-installs
+# the pinned wheels offline (nat mode only: falls back to the package index, saying so), verifies
+# the imports and records the outcome in $SAGEMAKER_HOME/.snowsage/install-status.json and /var/log/jupyter.log (CloudWatch
+# stream <notebook>/jupyter.log); pip's output goes to /opt/snowsage/install.log. A failed install
+# never fails the start; the status file says why. The same wheelhouse already installed in the env
+# is a no-op. What root runs or appends to (idle_stop.py, logs) lives in /opt/snowsage, out of the
+# notebook user's reach; in the user's folders root only writes by rename, never through a link.
+#
+# Placeholders, each written once below as @@<name>@@ and replaced by the CDK construct:
+#   SETTINGS_B64 WHEELHOUSE_S3_URI NETWORK_MODE IDLE_STOP_MINUTES BACKUP_MINUTES BACKUP_S3_URI AWS_REGION
+# Environment overrides exist for tests; the defaults are the real notebook instance.
+
+SETTINGS_B64='@@SETTINGS_B64@@'
+WHEELHOUSE_S3_URI='@@WHEELHOUSE_S3_URI@@'
+NETWORK_MODE='@@NETWORK_MODE@@'
+IDLE_STOP_MINUTES='@@IDLE_STOP_MINUTES@@'
+BACKUP_MINUTES='@@BACKUP_MINUTES@@'
+BACKUP_S3_URI='@@BACKUP_S3_URI@@'
+AWS_REGION='@@AWS_REGION@@'
+
+SAGEMAKER_HOME="${SAGEMAKER_HOME:-/home/ec2-user/SageMaker}"
+CONDA_ENV_DIR="${CONDA_ENV_DIR:-/home/ec2-user/anaconda3/envs/python3}"
+OPT_DIR="${SNOWSAGE_OPT_DIR:-/opt/snowsage}"
+SYSTEM_PYTHON="${SNOWSAGE_SYSTEM_PYTHON:-/usr/bin/python3}"
+EXPECTED_PYTHON="${SNOWSAGE_EXPECTED_PYTHON:-3.10}"
+VERIFY_IMPORTS="${SNOWSAGE_VERIFY_IMPORTS:-snowflake.connector snowsage}"
+PACKAGE="${SNOWSAGE_PACKAGE:-snowsage}"
+OWNER="${SNOWSAGE_OWNER-ec2-user}"
+CRONTAB_CMD="${CRONTAB_CMD:-crontab}"
+JUPYTER_LOG="${JUPYTER_LOG:-/var/log/jupyter.log}"
+JUPYTER_URL="${JUPYTER_URL:-https://localhost:8443}"
+RESOURCE_METADATA="${RESOURCE_METADATA:-/opt/ml/metadata/resource-metadata.json}"
+STATE_DIR="$SAGEMAKER_HOME/.snowsage"
+STATUS_FILE="$STATE_DIR/install-status.json"
+INSTALL_LOG="$OPT_DIR/install.log"
+export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION"
+
+log() {
+  local line
+  line="$(date -u +%Y-%m-%dT%H:%M:%SZ) snowsage on-start: $*"
+  echo "$line"
+  if [[ -w "$JUPYTER_LOG" ]]; then echo "$line" >>"$JUPYTER_LOG" || true; fi
+}
+
+# status STATE DETAIL: rewrite install-status.json (S_* variables add the details) and log it.
+status() {
+  S_STATE="$1" S_DETAIL="$2" "$SYSTEM_PYTHON" - <<'PY' || log "could not write $STATUS_FILE"
+import json, os, tempfile, time
+e = os.environ
+doc = {
+    "state": e["S_STATE"], "detail": e["S_DETAIL"], "started_at": e.get("S_STARTED", ""),
+    "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    "wheelhouse": e["WHEELHOUSE_S3_URI"], "wheelhouse_sha256": e.get("S_SHA", ""),
+    "network_mode": e["NETWORK_MODE"], "source": e.get("S_SOURCE", ""),
+    "python": e.get("S_PYVER", ""), "versions": json.loads(e.get("S_VERSIONS") or "{}"),
+}
+path = e["STATUS_FILE"]
+fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".install-status.")
+with os.fdopen(fd, "w") as f:
+    json.dump(doc, f, indent=2, sort_keys=True)
+os.chmod(tmp, 0o644)
+os.replace(tmp, path)
+PY
+  log "install $1: $2"
+}
+
+# safe_write PATH: stdin to PATH through a fresh temp file and a rename (never follows a link there).
+safe_write() {
+  local tmp
+  tmp="$(mktemp "$1.XXXXXX")" && cat >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$1"
+}
+
+# Background: fetch and unpack the wheelhouse, then hand over to its install_wheels.sh.
+fetch_and_install() {
+  export S_STARTED S_SHA="" HOUSE="$OPT_DIR/wheelhouse"
+  S_STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  exec 9>"$OPT_DIR/install.lock"
+  if ! flock -n 9; then log "another install is still running; leaving it to finish"; return 0; fi
+  local zip="$OPT_DIR/wheelhouse.zip" out helper
+  status running "copying the wheelhouse from $WHEELHOUSE_S3_URI"
+  if ! aws s3 cp --only-show-errors "$WHEELHOUSE_S3_URI" "$zip"; then
+    status failed "cannot copy $WHEELHOUSE_S3_URI: check the notebook role may s3:GetObject it, and that the S3 gateway endpoint is in the subnet's route table"
+    return 0
+  fi
+  S_SHA="$(sha256sum "$zip" | cut -d' ' -f1)"
+  rm -rf "$HOUSE"
+  if ! out="$("$SYSTEM_PYTHON" -m zipfile -e "$zip" "$HOUSE" 2>&1)"; then
+    status failed "the wheelhouse $WHEELHOUSE_S3_URI (sha256 $S_SHA) is not a readable zip (${out##*$'\n'}); redeploy the stack to rebuild it"
+    return 0
+  fi
+  chmod -R a+rX "$HOUSE"
+  for helper in "$HOUSE"/*.py "$HOUSE"/*.sh; do
+    if [[ -f "$helper" ]]; then install -m 0755 "$helper" "$OPT_DIR/bin/"; fi
+  done
+  if [[ ! -f "$OPT_DIR/bin/install_wheels.sh" ]]; then
+    status failed "the wheelhouse has no install_wheels.sh; redeploy the stack to rebuild it"
+    return 0
+  fi
+  bash "$OPT_DIR/bin/install_wheels.sh"
+}
+
+cron_line() {  # cron_line MINUTES: the schedule for "every MINUTES minutes" (whole hours above 59)
+  if (($1 < 60)); then echo "*/$1 * * * *"; else echo "0 */$(($1 / 60 < 24 ? $1 / 60 : 23)) * * *"; fi
+}
+
+install_cron() {
+  local tag="# snowsage" lines="" env current
+  env="PATH=$(printf %q "$PATH") AWS_DEFAULT_REGION=$AWS_REGION"
+  if ((IDLE_STOP_MINUTES > 0)); then
+    lines+="*/5 * * * * $env $SYSTEM_PYTHON $OPT_DIR/bin/idle_stop.py --idle-minutes $IDLE_STOP_MINUTES"
+    lines+=" --state-file $OPT_DIR/idle-state.json --jupyter-url $JUPYTER_URL --metadata $RESOURCE_METADATA"
+    lines+=" >>$JUPYTER_LOG 2>&1 $tag"$'\n'
+  fi
+  if ((BACKUP_MINUTES > 0)) && [[ "$BACKUP_S3_URI" != s3://* ]]; then
+    log "BACKUP_S3_URI is '$BACKUP_S3_URI', not an s3:// URI; backups are NOT scheduled"
+  elif ((BACKUP_MINUTES > 0)); then
+    lines+="$(cron_line "$BACKUP_MINUTES") $env aws s3 sync $SAGEMAKER_HOME $BACKUP_S3_URI --no-follow-symlinks"
+    lines+=" --only-show-errors --exclude '.snowsage/*' --exclude '*.ipynb_checkpoints/*' --exclude 'lost+found/*'"
+    lines+=" >>$JUPYTER_LOG 2>&1 $tag"$'\n'
+  fi
+  if ! command -v "$CRONTAB_CMD" >/dev/null; then
+    log "no crontab command ($CRONTAB_CMD): idle stop and backups are NOT scheduled"
+    return 0
+  fi
+  # Read the current table fully before writing it: the user's own jobs stay, ours are replaced.
+  current="$("$CRONTAB_CMD" -l 2>/dev/null | grep -vF "$tag" || true)"
+  printf '%s%s' "${current:+$current$'\n'}" "$lines" | "$CRONTAB_CMD" -
+  log "cron: idle stop after ${IDLE_STOP_MINUTES} min, backup every ${BACKUP_MINUTES} min (0 = off)"
+}
+
+whole_minutes() {  # whole_minutes NAME VALUE: the value, or 0 (off) with a message when it is not one
+  if [[ "$2" =~ ^[0-9]+$ ]]; then echo "$((10#$2))"; else
+    log "$1 is '$2', expected whole minutes; turned off" >&2
+    echo 0
+  fi
+}
+
+main() {
+  IDLE_STOP_MINUTES="$(whole_minutes IDLE_STOP_MINUTES "$IDLE_STOP_MINUTES")"
+  BACKUP_MINUTES="$(whole_minutes BACKUP_MINUTES "$BACKUP_MINUTES")"
+  if [[ "$NETWORK_MODE" != nat && "$NETWORK_MODE" != privatelink ]]; then
+    log "NETWORK_MODE is '$NETWORK_MODE', expected nat or privatelink; no package index fallback"
+  fi
+  if [[ -L "$STATE_DIR" ]]; then rm -f "$STATE_DIR"; fi
+  mkdir -p "$STATE_DIR" "$OPT_DIR/bin"
+  chmod 0755 "$STATE_DIR" "$OPT_DIR" "$OPT_DIR/bin"
+
+  local settings
+  if settings="$(printf '%s' "$SETTINGS_B64" | base64 -d 2>/dev/null)"; then
+    printf '%s\n' "$settings" | safe_write "$STATE_DIR/settings.json"
+    log "wrote $STATE_DIR/settings.json"
+  else
+    log "the settings placeholder is not valid base64; settings.json NOT written (redeploy the stack)"
+  fi
+  if [[ "$(id -u)" == 0 && -n "$OWNER" ]] && id "$OWNER" >/dev/null 2>&1; then
+    chown -h "$OWNER:$OWNER" "$STATE_DIR" "$STATE_DIR/settings.json" 2>/dev/null || true
+  fi
+
+  # The idle clock starts now; a stop requested before this start is forgotten.
+  printf '{"started_at": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OPT_DIR/idle-state.json"
+  install_cron || log "installing the cron jobs failed; idle stop and backups are NOT scheduled"
+
+  export SAGEMAKER_HOME CONDA_ENV_DIR OPT_DIR SYSTEM_PYTHON EXPECTED_PYTHON VERIFY_IMPORTS PACKAGE OWNER
+  export JUPYTER_LOG STATUS_FILE INSTALL_LOG WHEELHOUSE_S3_URI NETWORK_MODE
+  export -f log status safe_write fetch_and_install
+  status running "install started in the background; progress in $INSTALL_LOG"
+  # shellcheck disable=SC2016 # expanded by the background shell, which inherits the exports
+  nohup bash -c 'fetch_and_install || status failed "unexpected error (exit $?); see $INSTALL_LOG"' \
+    </dev/null >>"$INSTALL_LOG" 2>&1 &
+  log "background install started (pid $!); outcome in $STATUS_FILE"
+}
+
+main "$@"

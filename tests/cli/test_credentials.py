@@ -1,0 +1,196 @@
+"""credentials set validates before writing anything; credentials status never shows a value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from snowsage import keys
+from snowsage.settings import PLACEHOLDER
+from tests.cli.conftest import USER
+from tests.cli.secrets_scan import assert_not_shown, key_fragments
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    def _make(passphrase=None, bits=2048):
+        key = keys.generate_private_key(bits)
+        pem = keys.private_key_to_pem(key, passphrase)
+        path = tmp_path / ("enc.pem" if passphrase else "plain.pem")
+        path.write_text(pem)
+        return path, pem, key
+
+    return _make
+
+
+def test_set_stores_a_key_file_and_user(deploy, run, key_file) -> None:
+    d = deploy()
+    path, pem, key = key_file()
+    r = run("--env", d.env, "credentials", "set", "--user", "NEW_SVC", "--private-key-file", str(path))
+    assert r.exit_code == 0, r.stderr
+    assert d.value("user") == "NEW_SVC"
+    assert keys.fingerprint(keys.load_private_key(d.value("private_key"))) == keys.fingerprint(key)
+    assert d.value("private_key_passphrase") == PLACEHOLDER
+    assert keys.fingerprint(key) in r.stdout
+    assert_not_shown(r.everything, *key_fragments(pem))
+
+
+def test_sql_follows_the_user_set_with_credentials_set(deploy, run, key_file) -> None:
+    d = deploy()
+    path, _, _ = key_file()
+    assert (
+        run(
+            "--env", d.env, "credentials", "set", "--user", "RENAMED_SVC", "--private-key-file", str(path)
+        ).exit_code
+        == 0
+    )
+    r = run("--env", d.env, "keypair", "generate", "--force")
+    assert r.exit_code == 0, r.stderr
+    assert "ALTER USER RENAMED_SVC SET RSA_PUBLIC_KEY" in r.stdout
+
+
+def test_set_encrypted_key_with_passphrase_on_stdin(deploy, run, key_file) -> None:
+    d = deploy()
+    passphrase = "s3cret passphrase!"
+    path, pem, key = key_file(passphrase)
+    r = run(
+        "--env",
+        d.env,
+        "credentials",
+        "set",
+        "--user",
+        USER,
+        "--private-key-file",
+        str(path),
+        "--passphrase-stdin",
+        input=passphrase + "\n",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert d.value("private_key_passphrase") == passphrase
+    stored = keys.load_private_key(d.value("private_key"), passphrase)
+    assert keys.fingerprint(stored) == keys.fingerprint(key)
+    assert_not_shown(r.everything, passphrase, *key_fragments(pem, passphrase))
+
+
+def test_set_encrypted_key_asks_for_the_passphrase_without_echo(deploy, run, key_file) -> None:
+    d = deploy()
+    passphrase = "prompted-passphrase-77"
+    path, pem, key = key_file(passphrase)
+    r = run(
+        "--env",
+        d.env,
+        "credentials",
+        "set",
+        "--user",
+        USER,
+        "--private-key-file",
+        str(path),
+        input=passphrase + "\n",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "Passphrase for" in r.stderr
+    assert d.value("private_key_passphrase") == passphrase
+    stored = keys.load_private_key(d.value("private_key"), passphrase)
+    assert keys.fingerprint(stored) == keys.fingerprint(key)
+    assert_not_shown(r.everything, passphrase, *key_fragments(pem, passphrase))
+
+
+def test_wrong_passphrase_is_refused_and_nothing_written(deploy, run, key_file) -> None:
+    d = deploy()
+    path, pem, _ = key_file("the-right-one")
+    r = run(
+        "--env",
+        d.env,
+        "credentials",
+        "set",
+        "--user",
+        "NEW_SVC",
+        "--private-key-file",
+        str(path),
+        "--passphrase-stdin",
+        input="the-wrong-one\n",
+    )
+    assert r.exit_code == 1
+    assert "passphrase does not open" in r.stderr and "Traceback" not in r.everything
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert d.value("user") == USER and d.value("private_key") == PLACEHOLDER
+    assert_not_shown(r.everything, "the-wrong-one", "the-right-one", *key_fragments(pem, "the-right-one"))
+
+
+def test_a_file_that_is_not_a_private_key_is_refused(deploy, run, key_file, tmp_path) -> None:
+    d = deploy()
+    _, _, key = key_file()
+    from cryptography.hazmat.primitives import serialization
+
+    public = tmp_path / "public.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    r = run("--env", d.env, "credentials", "set", "--user", USER, "--private-key-file", str(public))
+    assert r.exit_code == 1
+    assert "not a PEM private key" in r.stderr and str(public) in r.stderr
+    assert d.value("private_key") == PLACEHOLDER
+
+
+def test_set_password_from_stdin(deploy, run) -> None:
+    d = deploy(auth="password")
+    password = "Pa55-word-for-snowflake"
+    r = run(
+        "--env", d.env, "credentials", "set", "--user", "PW_SVC", "--password-stdin", input=password + "\n"
+    )
+    assert r.exit_code == 0, r.stderr
+    assert d.value("password") == password and d.value("user") == "PW_SVC"
+    assert_not_shown(r.everything, password)
+
+
+def test_empty_password_is_refused(deploy, run) -> None:
+    d = deploy(auth="password")
+    r = run("--env", d.env, "credentials", "set", "--user", "PW_SVC", "--password-stdin", input="\n")
+    assert r.exit_code == 1 and "empty password" in r.stderr
+    assert d.value("password") == PLACEHOLDER and d.value("user") == USER
+
+
+def test_secret_kind_must_match_auth_mode(deploy, run, key_file) -> None:
+    d = deploy(auth="password")
+    path, _, _ = key_file()
+    r = run("--env", d.env, "credentials", "set", "--user", USER, "--private-key-file", str(path))
+    assert r.exit_code == 1 and "auth=keypair" in r.stderr
+    assert d.value("user") == USER
+
+
+def test_status_shows_state_never_values(deploy, run) -> None:
+    d = deploy(auth="password")
+    r = run("--env", d.env, "credentials", "status")
+    assert r.exit_code == 1  # password still the placeholder
+    assert "placeholder" in r.stdout and d.parameters["password"] in r.stdout
+    password = "status-must-not-show-this"
+    d.put("password", password)
+    r = run("--env", d.env, "--json", "credentials", "status")
+    assert r.exit_code == 0, r.stdout
+    doc = json.loads(r.stdout)
+    states = {row["key"]: row for row in doc["parameters"]}
+    assert states["password"]["state"] == "set" and states["password"]["last_modified"]
+    assert states["user"]["state"] == "set"
+    assert_not_shown(r.everything, password, USER)
+
+
+def test_status_shows_key_fingerprint_and_slot(deploy, run) -> None:
+    d = deploy()
+    assert run("--env", d.env, "keypair", "generate").exit_code == 0
+    pem = d.value("private_key")
+    r = run("--env", d.env, "credentials", "status")
+    assert r.exit_code == 0, r.stdout
+    assert keys.fingerprint(keys.load_private_key(pem)) in r.stdout and "RSA_PUBLIC_KEY" in r.stdout
+    assert_not_shown(r.everything, *key_fragments(pem))
+
+
+def test_status_reports_a_key_that_does_not_load(deploy, run) -> None:
+    d = deploy()
+    d.put("private_key", keys.private_key_to_pem(keys.generate_private_key(), "pp-one"))
+    d.put("private_key_passphrase", "pp-two")
+    r = run("--env", d.env, "credentials", "status")
+    assert r.exit_code == 1 and "does not load" in r.stdout
+    assert_not_shown(r.everything, "pp-one", "pp-two")

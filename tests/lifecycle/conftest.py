@@ -1,0 +1,296 @@
+"""Sandbox for the lifecycle scripts: a moto S3 server, a wheelhouse zip, a venv as the conda env.
+
+The scripts run for real with bash; only the AWS endpoint, the paths and the crontab command are
+pointed elsewhere, through the environment overrides the scripts document.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from snowsage.settings import RuntimeSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+LIFECYCLE = ROOT / "notebook_lifecycle"
+VENV_BIN = Path(sys.executable).parent
+REGION = "eu-west-1"
+BUCKET = "snowsage-test-data"
+NOTEBOOK = "snowsage-dev-notebook"
+# A small real package set standing in for the connector: python-dateutil (our "PACKAGE") on top of
+# the pinned six, which it needs, so --find-links resolution is exercised.
+PINS = "six==1.17.0\n"
+PACKAGE = "python-dateutil"
+VERIFY_IMPORTS = "dateutil six"
+HELPERS = ("idle_stop.py", "install_wheels.sh")
+EXAMPLE_NOTEBOOK = "snowflake_quickstart.ipynb"
+
+
+def settings_json() -> str:
+    params = {k: f"/snowsage/dev/{k}" for k in ("account", "role", "warehouse", "database", "schema")}
+    params |= {k: f"/snowsage/dev/{k}" for k in ("user", "private_key", "private_key_passphrase")}
+    return RuntimeSettings(
+        env_name="dev",
+        region=REGION,
+        auth="keypair",
+        parameters=params,
+        user="SNOWSAGE_SVC",
+        bucket=BUCKET,
+        notebook_name=NOTEBOOK,
+    ).to_json()
+
+
+def render(script: str, **values: str) -> str:
+    """What the construct does: replace each @@NAME@@ (all must be given, none may remain)."""
+    text = (LIFECYCLE / script).read_text()
+    names = set(re.findall(r"@@([A-Z0-9_]+)@@", text))
+    assert names == set(values), f"{script} placeholders {sorted(names)} != given {sorted(values)}"
+    for name, value in values.items():
+        text = text.replace(f"@@{name}@@", value)
+    return text
+
+
+def build_wheelhouse(wheels: Path, dest: Path, requirements: str = PINS) -> Path:
+    """The zip layout the construct must build: wheels/, requirements.txt, notebooks/, helpers."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+        for whl in sorted(wheels.glob("*.whl")):
+            z.write(whl, f"wheels/{whl.name}")
+        z.writestr("requirements.txt", requirements)
+        z.writestr(f"notebooks/{EXAMPLE_NOTEBOOK}", '{"cells": [], "nbformat": 4, "nbformat_minor": 5}')
+        for helper in HELPERS:
+            z.write(LIFECYCLE / helper, helper)
+    return dest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _python310() -> str | None:
+    """A real Python 3.10 makes the env match the script's default expectation (cp310 wheels)."""
+    for candidate in [
+        shutil.which("python3.10"),
+        *glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")),
+    ]:
+        if (
+            candidate
+            and subprocess.run([candidate, "-c", "import venv"], capture_output=True).returncode == 0
+        ):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory):
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"moto server did not listen on {endpoint} within 30 s; see {log.name}")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def aws_env(moto_endpoint) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def s3(aws_env):
+    client = boto3.client(
+        "s3",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return client
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("wheels")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--only-binary=:all:",
+            "-d",
+            str(target),
+            "python-dateutil==2.9.0.post0",
+            "six==1.17.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"pip download of the test wheels failed:\n{result.stderr[-2000:]}"
+    return target
+
+
+@pytest.fixture(scope="session")
+def wheelhouse_uri(s3, wheels, tmp_path_factory) -> str:
+    zip_path = build_wheelhouse(wheels, tmp_path_factory.mktemp("zip") / "wheelhouse.zip")
+    s3.upload_file(str(zip_path), BUCKET, "assets/wheelhouse.zip")
+    return f"s3://{BUCKET}/assets/wheelhouse.zip"
+
+
+@pytest.fixture(scope="session")
+def conda_env(tmp_path_factory) -> tuple[Path, str]:
+    """(env dir, Python major.minor) of a real venv standing in for anaconda3/envs/python3."""
+    python = _python310() or sys.executable
+    env_dir = tmp_path_factory.mktemp("conda") / "python3"
+    subprocess.run([python, "-m", "venv", str(env_dir)], check=True, timeout=120)
+    version = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return env_dir, version
+
+
+@pytest.fixture
+def sandbox(tmp_path, aws_env, conda_env):
+    """Paths and environment for one run of the scripts; crontab and `aws sagemaker` are recorded."""
+    home, opt, fake_bin = tmp_path / "SageMaker", tmp_path / "opt-snowsage", tmp_path / "bin"
+    for d in (home, fake_bin):
+        d.mkdir()
+    crontab_file, stop_calls = tmp_path / "crontab.txt", tmp_path / "stop-calls.txt"
+    fake_crontab = fake_bin / "fake-crontab"
+    fake_crontab.write_text(
+        f'#!/bin/bash\nif [ "$1" = -l ]; then cat {crontab_file} 2>/dev/null || exit 1; '
+        f'elif [ "$1" = - ]; then cat > {crontab_file}; else exit 2; fi\n'
+    )
+    # `aws sagemaker ...` is recorded; every other aws call goes to the real CLI (moto).
+    (fake_bin / "aws").write_text(
+        f'#!/bin/bash\nif [ "$1" = sagemaker ]; then echo "$*" >> {stop_calls}; exit 0; fi\n'
+        f'exec {VENV_BIN / "aws"} "$@"\n'
+    )
+    for f in (fake_crontab, fake_bin / "aws"):
+        f.chmod(0o755)
+    metadata = tmp_path / "resource-metadata.json"
+    metadata.write_text(f'{{"ResourceName": "{NOTEBOOK}", "ResourceArn": "arn:aws:sagemaker:x"}}')
+    env_dir, version = conda_env
+    env = dict(aws_env)
+    env.update(
+        PATH=f"{fake_bin}{os.pathsep}{aws_env['PATH']}",
+        SAGEMAKER_HOME=str(home),
+        CONDA_ENV_DIR=str(env_dir),
+        SNOWSAGE_OPT_DIR=str(opt),
+        SNOWSAGE_SYSTEM_PYTHON=sys.executable,
+        SNOWSAGE_EXPECTED_PYTHON=version,
+        SNOWSAGE_VERIFY_IMPORTS=VERIFY_IMPORTS,
+        SNOWSAGE_PACKAGE=PACKAGE,
+        SNOWSAGE_OWNER="",
+        CRONTAB_CMD=str(fake_crontab),
+        JUPYTER_LOG=str(tmp_path / "jupyter.log"),
+        RESOURCE_METADATA=str(metadata),
+        PIP_NO_INDEX="1",
+    )
+    (tmp_path / "jupyter.log").touch()
+
+    class Sandbox:
+        pass
+
+    box = Sandbox()
+    box.__dict__.update(
+        root=tmp_path,
+        home=home,
+        opt=opt,
+        env=env,
+        env_dir=env_dir,
+        python_version=version,
+        crontab=crontab_file,
+        stop_calls=stop_calls,
+        jupyter_log=tmp_path / "jupyter.log",
+        status_file=home / ".snowsage" / "install-status.json",
+        settings_json=settings_json(),
+    )
+    return box
+
+
+def settings_b64() -> str:
+    return base64.b64encode(settings_json().encode()).decode()
+
+
+@pytest.fixture
+def jupyter():
+    """A tiny stand-in for the Jupyter server API: /api/kernels, /api/sessions, /api/terminals."""
+    import http.server
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(kernels=[], sessions=[], terminals=[], url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            name = self.path.rstrip("/").rsplit("/", 1)[-1]
+            body = json.dumps(getattr(state, name, None)).encode()
+            self.send_response(200 if hasattr(state, name) else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def al2023_python() -> str:
+    """The cron job runs idle_stop.py with the system python3, 3.9 on Amazon Linux 2023."""
+    for candidate in [
+        shutil.which("python3.9"),
+        *glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3.9")),
+    ]:
+        if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    return sys.executable

@@ -107,10 +107,10 @@ def moto_server() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def fakesnow_server() -> Iterator[ServerProcess]:
-    """fakesnow's HTTP server (see tests/runtime/fakesnow_sandbox.py); connect with host 127.0.0.1,
+    """fakesnow's HTTP server (see sandbox/fakesnow_server.py); connect with host 127.0.0.1,
     ``.port`` and protocol http, any account and credentials."""
     port = free_port()
-    server = _start("fakesnow", ["-m", "tests.runtime.fakesnow_sandbox", "-p", str(port)], port, "/")
+    server = _start("fakesnow", ["-m", "sandbox.fakesnow_server", "-p", str(port)], port, "/")
     try:
         yield server
     finally:

@@ -1,4 +1,4 @@
-"""fakesnow's HTTP server for the sandbox and tests: ``python -m tests.runtime.fakesnow_sandbox -p PORT``.
+"""fakesnow's HTTP server for the sandbox and tests: ``python -m sandbox.fakesnow_server -p PORT``.
 
 fakesnow 0.12.1 speaks Snowflake's HTTP protocol to the real connector (connect with
 ``host=127.0.0.1, port=PORT, protocol="http"``, any account, any credentials: it ignores

@@ -41,7 +41,7 @@ node_modules/.installed: package.json package-lock.json
 
 synth: install
 	rm -rf cdk.out
-	cdk synth --all --quiet
+	cdk synth --quiet
 	@ls cdk.out/*.template.json
 
 lint: install

@@ -72,7 +72,18 @@ def build_snowsage_wheel() -> Path:
         copy_tree(REPO_ROOT / "snowsage", Path(src) / "snowsage")
         dest = Path(tempfile.mkdtemp(prefix="snowsage-wheel-"))
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dest), src],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(dest),
+                src,
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -147,7 +147,7 @@ def test_real_cli_refuses_bad_config_and_writes_no_templates(tmp_path: Path) -> 
     """The path a user takes: `cdk synth -c ...` with a typo exits non-zero and writes nothing."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        ["cdk", "synth", "--all", "--quiet", "-o", str(out), "-c", "notebook_platform=notebook-al2-v2"],
+        ["cdk", "synth", "--quiet", "-o", str(out), "-c", "notebook_platform=notebook-al2-v2"],
         cwd=REPO,
         capture_output=True,
         text=True,

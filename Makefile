@@ -51,8 +51,8 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: install
-	$(BIN)/python -m stacks.summary
+demo: synth
+	$(BIN)/python -m stacks.summary cdk.out
 
 deploy: install
 	cdk deploy --all --require-approval broadening

@@ -460,3 +460,30 @@ def test_no_secret_material_anywhere_in_templates(any_synth: Synth) -> None:
         text = json.dumps(template)
         assert "PRIVATE KEY" not in text, kind
         assert "SecureString" not in text or kind == "data", kind
+
+
+def test_wheelhouse_asset_readable_only_by_the_notebook_role(nat: Synth) -> None:
+    policy = _policy_of_role(nat, "notebook", "NotebookPolicy")
+    stmt = next(st for st in _statements(policy) if st["Sid"] == "ReadWheelhouse")
+    assert _actions(stmt) == {"s3:GetObject"}
+    resource = json.dumps(stmt["Resource"])
+    assert resource.count(".zip") == 1 and "*" not in resource
+    object_key = next(p for p in stmt["Resource"]["Fn::Join"][1] if isinstance(p, str) and ".zip" in p).split(
+        "/"
+    )[-1]
+    readers = [
+        (kind, k)
+        for kind, template in nat.templates.items()
+        for k, v in template["Resources"].items()
+        if v["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy") and object_key in json.dumps(v)
+    ]
+    assert readers == [
+        (
+            "notebook",
+            next(
+                k
+                for k in nat.resources("notebook", "AWS::IAM::ManagedPolicy")
+                if k.startswith("NotebookPolicy")
+            ),
+        )
+    ]

@@ -47,6 +47,7 @@ synth: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -400,7 +400,7 @@ def _network_steps(run: _Run, ep: Endpoint) -> str | None:
         infos = _bounded(
             lambda: socket.getaddrinfo(ep.host, ep.port, type=socket.SOCK_STREAM), run.budget("dns")
         )
-        addrs = list(dict.fromkeys(info[4][0] for info in infos))
+        addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
     except (OSError, StepTimeout) as exc:
         run.record("dns", False, _ms(t0), f"{ep.host} does not resolve: {exc}")
         if ep.is_privatelink:

@@ -164,5 +164,6 @@ def bundled_code_options(
     return cdk.BundlingOptions(
         # Never used: local bundling always succeeds or raises, so Docker is never needed.
         image=cdk.DockerImage.from_registry("local-bundling-only"),
-        local=LambdaLocalBundling(source, python_version=python_version, arch=arch, packages=packages),
+        # jsii calls try_bundle(output_dir, options) positionally; its stubs spell options as kwargs.
+        local=LambdaLocalBundling(source, python_version=python_version, arch=arch, packages=packages),  # type: ignore[arg-type]
     )

@@ -123,7 +123,8 @@ class Notebook(Construct):
             asset_hash_type=cdk.AssetHashType.CUSTOM,
             asset_hash=_wheelhouse_hash(),
             bundling=cdk.BundlingOptions(
-                image=cdk.DockerImage.from_registry("local-bundling-only"), local=WheelhouseBundling()
+                image=cdk.DockerImage.from_registry("local-bundling-only"),
+                local=WheelhouseBundling(),  # type: ignore[arg-type]  # jsii passes options positionally
             ),
         )
         self.role = iam.Role(

@@ -13,12 +13,12 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: help install synth test lint demo deploy destroy bench clean lock
+.PHONY: help install synth summary test lint demo deploy destroy bench clean lock
 
 help:
 	@echo "make demo     set up, then run the product end to end on the local sandbox"
 	@echo "make test     set up, then run every test and gate (nag packs, cfn-lint, checkov, shellcheck, ruff)"
-	@echo "make synth    write cdk.out/ (no AWS credentials needed)"
+	@echo "make synth    write cdk.out/ (no AWS credentials needed); make summary to read it"
 	@echo "make deploy   deploy all stacks to the account of your AWS credentials"
 	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
 
@@ -52,7 +52,10 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: synth
+demo: install
+	$(BIN)/python -m sandbox
+
+summary: synth
 	$(BIN)/python -m stacks.summary cdk.out
 
 deploy: install

@@ -23,8 +23,14 @@ def results_bucket_name(cfg: AppConfig) -> str:
 
 
 class DataStack(cdk.Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The zones pinned in config: no context lookup (and no AWS call) at synth."""
+        return self._zones
+
     def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, **kwargs: object) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+        self._zones = list(cfg.availability_zones)
         self.key = EncryptionKey(self, "Encryption", env_name=cfg.env_name, removal_policy=removal(cfg)).key
         settings = {
             "account": cfg.snowflake_account,

@@ -12,8 +12,14 @@ from .constructs.network import Network
 
 
 class NetworkStack(cdk.Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The zones pinned in config: no context lookup (and no AWS call) at synth."""
+        return self._zones
+
     def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, key: kms.IKey, **kwargs: object) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+        self._zones = list(cfg.availability_zones)
         self.network = Network(self, "Network", cfg=cfg, key=key)
         eips = [
             child.attr_public_ip

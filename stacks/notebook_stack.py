@@ -16,6 +16,11 @@ from .network_stack import NetworkStack
 
 
 class NotebookStack(cdk.Stack):
+    @property
+    def availability_zones(self) -> list[str]:
+        """The zones pinned in config: no context lookup (and no AWS call) at synth."""
+        return self._zones
+
     def __init__(
         self,
         scope: Construct,
@@ -27,6 +32,7 @@ class NotebookStack(cdk.Stack):
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+        self._zones = list(cfg.availability_zones)
         notebook_name = f"snowsage-{cfg.env_name}"
         check_name = f"snowsage-{cfg.env_name}-check"
         self.node.add_dependency(data)  # the bucket is referenced by name, not by token
@@ -49,6 +55,7 @@ class NotebookStack(cdk.Stack):
             self,
             "Check",
             env_name=cfg.env_name,
+            function_name=check_name,
             key=data.key,
             vpc=net.vpc,
             subnets=net.private_subnets,

@@ -156,3 +156,17 @@ def test_real_cli_refuses_bad_config_and_writes_no_templates(tmp_path: Path) -> 
     assert proc.returncode != 0
     assert "notebook_platform" in proc.stderr and "end of support" in proc.stderr
     assert not list(out.glob("*.template.json"))
+
+
+def test_synth_for_a_named_account_needs_no_lookup(tmp_path: Path) -> None:
+    """With an account set, CDK would look the zones up through the AWS API; pinned zones mean
+    the cloud assembly asks for no missing context at all."""
+    import json
+
+    from .conftest import synthesize
+
+    s = synthesize(tmp_path, account="123456789012", env_name="acct")
+    manifest = json.loads((s.outdir / "manifest.json").read_text())
+    assert not manifest.get("missing"), manifest.get("missing")
+    subnets = s.resources("network", "AWS::EC2::Subnet").values()
+    assert {sn["Properties"]["AvailabilityZone"] for sn in subnets} == {"us-east-1a", "us-east-1b"}

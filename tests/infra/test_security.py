@@ -376,6 +376,8 @@ def test_check_function_shell(any_synth: Synth) -> None:
         if k.startswith("CheckFunction")
     )
     p = fn["Properties"]
+    assert p["FunctionName"] == f"snowsage-{s.cfg.env_name}-check"
+    assert f'\\"check_function\\":\\"snowsage-{s.cfg.env_name}-check\\"' in json.dumps(p["Environment"])
     assert p["Architectures"] == ["arm64"]
     assert p["Runtime"] == "python3.14"
     assert p["ReservedConcurrentExecutions"] >= 1

@@ -74,4 +74,4 @@ lock:
 	  /tmp/snowsage-lock/bin/pip freeze --all | grep -v '^pip==') > requirements.txt
 
 clean:
-	rm -rf cdk.out .build .pytest_cache .ruff_cache .mypy_cache
+	rm -rf cdk.out .build .sandbox .pytest_cache .ruff_cache .mypy_cache

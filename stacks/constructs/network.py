@@ -63,6 +63,12 @@ class Network(Construct):
             enable_dns_hostnames=True,
             enable_dns_support=True,
         )
+        for subnet in [*self.vpc.public_subnets, *self.vpc.private_subnets, *self.vpc.isolated_subnets]:
+            acknowledge(
+                subnet.node.default_child or subnet,
+                "CloudFormation-Validate::W3010",
+                "Zones are pinned in config (`availability_zones`) on purpose: synth must never look them up with AWS credentials.",
+            )
         for subnet in self.vpc.public_subnets:
             route = subnet.node.try_find_child("DefaultRoute")
             if route is not None:

@@ -13,7 +13,11 @@ import pytest
 from aws_cdk.assertions import Template
 
 REPO = Path(__file__).resolve().parents[2]
-os.environ["PATH"] = f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+# The same PATH as `make test` (Node 22 and the venv's tools, cfn-lint among them, which CDK runs
+# during synth as its CloudFormation-Validate plugin), however pytest was launched.
+os.environ["PATH"] = os.pathsep.join(
+    [str(REPO / "node_modules" / ".bin"), str(REPO / ".venv" / "bin"), os.environ["PATH"]]
+)
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 from stacks.app_builder import build_app  # noqa: E402

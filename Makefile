@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto
 
 .PHONY: help install synth summary test lint demo deploy destroy bench clean lock
 

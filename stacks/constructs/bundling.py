@@ -7,12 +7,14 @@ the hash of what went in, so repeated synths (and the test session) reuse it.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -39,6 +41,9 @@ RUNTIME_PROVIDED = (
     "six.py",
     "six",
 )
+
+
+SOURCE_IGNORE = ("__pycache__", "*.pyc", ".complete", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache")
 
 
 class BundlingError(RuntimeError):
@@ -78,24 +83,42 @@ def pip_target(
         str(arch).encode(),
         *(a.encode() for a in extra_args),
     )
-    out = CACHE_DIR / f"{requirements.parent.name}-{mode}-{arch or 'host'}-{key}"
+    if mode == "install":
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target"]
+    else:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest"]
+
+    def build(tmp: Path) -> None:
+        full = [*cmd, str(tmp), "--disable-pip-version-check", "--requirement", str(requirements)]
+        proc = subprocess.run(
+            [*full, *platform_args, *extra_args], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise BundlingError(
+                f"pip could not fetch {requirements} for Python {python_version} on {arch or 'this machine'}:\n"
+                f"{proc.stderr.strip()[-2000:]}\nCheck the pins in {requirements} and that PyPI is reachable."
+            )
+
+    return cached_tree(f"{requirements.parent.name}-{mode}-{arch or 'host'}", key, build)
+
+
+def cached_tree(name: str, key: str, build: Callable[[Path], None]) -> Path:
+    """``CACHE_DIR/<name>-<key>``, made by ``build(tmp)`` the first time only.
+
+    ``build`` fills a private temporary directory that is renamed into place when it succeeded,
+    so parallel synths never see half a cache and a failed build leaves nothing behind.
+    """
+    out = CACHE_DIR / f"{name}-{key}"
     if (out / ".complete").exists():
         return out
-    # A private temporary directory, renamed into place: parallel synths never see half a cache.
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=CACHE_DIR))
-    if mode == "install":
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(tmp)]
-    else:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(tmp)]
-    cmd += ["--disable-pip-version-check", "--requirement", str(requirements), *platform_args, *extra_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise BundlingError(
-            f"pip could not fetch {requirements} for Python {python_version} on {arch or 'this machine'}:\n"
-            f"{proc.stderr.strip()[-2000:]}\nCheck the pins in {requirements} and that PyPI is reachable."
-        )
-    (tmp / ".complete").write_text(" ".join(cmd))
+    try:
+        build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / ".complete").write_text(key)
     try:
         tmp.rename(out)
     except OSError:  # another synth finished the same cache first
@@ -103,10 +126,40 @@ def pip_target(
     return out
 
 
+def content_digest(*paths: Path, ignore: Sequence[str] = SOURCE_IGNORE) -> bytes:
+    """A digest of files and directory trees: relative names and bytes, skipping ``ignore``."""
+    h = hashlib.sha256()
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            rel = path.relative_to(root.parent)
+            if any(fnmatch.fnmatch(part, pattern) for part in rel.parts for pattern in ignore):
+                continue
+            h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.digest()
+
+
 def copy_tree(
     src: Path, dest: Path, *, ignore: Sequence[str] = ("__pycache__", "*.pyc", ".complete")
 ) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*ignore))
+
+
+def link_tree(
+    src: Path, dest: Path, *, ignore: Sequence[str] = ("__pycache__", "*.pyc", ".complete")
+) -> None:
+    """``copy_tree`` from a cache: files are hard links where the file system allows (the cache
+    and cdk.out usually share one), copies otherwise. Nothing writes into a staged asset's files."""
+    shutil.copytree(
+        src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*ignore), copy_function=_link_or_copy
+    )
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
 
 
 @jsii.implements(cdk.ILocalBundling)
@@ -128,8 +181,18 @@ class LambdaLocalBundling:
         self.packages = tuple(packages)
         self.runtime_provided = tuple(runtime_provided)
 
-    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:
-        out = Path(output_dir)
+    def asset_hash(self) -> str:
+        """Everything the bundle is made from: the pins, the sources, the target and this module's
+        own rules. The asset's hash (so CDK skips bundling into a cdk.out that already holds it)
+        and the key of the finished bundle in the cache."""
+        return _digest(
+            content_digest(self.source, *self.packages, Path(__file__)),
+            self.python_version.encode(),
+            str(self.arch).encode(),
+            *(name.encode() for name in self.runtime_provided),
+        )
+
+    def build(self, out: Path) -> None:
         requirements = self.source / "requirements.txt"
         if requirements.exists() and requirements.read_text().strip():
             deps = pip_target(requirements, python_version=self.python_version, arch=self.arch)
@@ -138,6 +201,10 @@ class LambdaLocalBundling:
         for package in self.packages:
             copy_tree(package, out / package.name)
         copy_tree(self.source, out, ignore=("__pycache__", "*.pyc", "requirements.txt"))
+
+    def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:
+        name = f"{self.source.name}-bundle-{self.arch or 'host'}-{self.python_version}"
+        link_tree(cached_tree(name, self.asset_hash(), self.build), Path(output_dir))
         return True
 
 
@@ -158,12 +225,10 @@ def _prune(root: Path, runtime_provided: Sequence[str]) -> None:
         shutil.rmtree(bin_dir)
 
 
-def bundled_code_options(
-    source: Path, *, python_version: str, arch: str | None, packages: Sequence[Path] = ()
-) -> cdk.BundlingOptions:
+def local_bundling_options(bundler: object) -> cdk.BundlingOptions:
     return cdk.BundlingOptions(
         # Never used: local bundling always succeeds or raises, so Docker is never needed.
         image=cdk.DockerImage.from_registry("local-bundling-only"),
         # jsii calls try_bundle(output_dir, options) positionally; its stubs spell options as kwargs.
-        local=LambdaLocalBundling(source, python_version=python_version, arch=arch, packages=packages),  # type: ignore[arg-type]
+        local=bundler,  # type: ignore[arg-type]
     )

@@ -24,7 +24,7 @@ from constructs import Construct
 
 from snowsage.settings import SETTINGS_ENV_VAR
 
-from .bundling import REPO_ROOT, bundled_code_options
+from .bundling import REPO_ROOT, LambdaLocalBundling, local_bundling_options
 from .lambda_defaults import LAMBDA_ARCH, LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, log_group
 from .nag import acknowledge, checkov_skip, least_privilege_role
 
@@ -35,12 +35,16 @@ FAILED_METRIC = "CheckFailed"
 
 def check_code(arch: str | None = "aarch64", python_version: str = LAMBDA_PYTHON_VERSION) -> lambda_.Code:
     """The function's asset: handler, the snowsage library and pinned wheels for the runtime."""
+    bundler = LambdaLocalBundling(
+        CHECK_SOURCE, python_version=python_version, arch=arch, packages=[REPO_ROOT / "snowsage"]
+    )
+    # The hash of the inputs, known before bundling: a cdk.out that holds the asset already is
+    # not bundled again, and the bundle itself comes from the cache under .build/.
     return lambda_.Code.from_asset(
         str(CHECK_SOURCE),
-        asset_hash_type=cdk.AssetHashType.OUTPUT,
-        bundling=bundled_code_options(
-            CHECK_SOURCE, python_version=python_version, arch=arch, packages=[REPO_ROOT / "snowsage"]
-        ),
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        asset_hash=bundler.asset_hash(),
+        bundling=local_bundling_options(bundler),
     )
 
 

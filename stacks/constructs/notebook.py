@@ -7,6 +7,7 @@ subnet behind the notebook security group; the role reads exactly our parameters
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from .bundling import REPO_ROOT, BundlingError, copy_tree, pip_target
+from .bundling import REPO_ROOT, BundlingError, cached_tree, content_digest, copy_tree, link_tree, pip_target
 from .nag import acknowledge, wildcard_finding
 
 LIFECYCLE_DIR = REPO_ROOT / "notebook_lifecycle"
@@ -53,8 +54,8 @@ class WheelhouseBundling:
         out = Path(output_dir)
         requirements = LIFECYCLE_DIR / "requirements.txt"
         wheels = pip_target(requirements, python_version=NOTEBOOK_PYTHON, arch="x86_64", mode="download")
-        copy_tree(wheels, out / "wheels")
-        copy_tree(build_snowsage_wheel(), out / "wheels")
+        link_tree(wheels, out / "wheels")
+        link_tree(snowsage_wheel(), out / "wheels")
         shutil.copy2(requirements, out / "requirements.txt")
         (out / "notebooks").mkdir(exist_ok=True)
         for nb in NOTEBOOKS_DIR.glob("*.ipynb"):
@@ -64,13 +65,20 @@ class WheelhouseBundling:
         return True
 
 
-def build_snowsage_wheel() -> Path:
-    """A wheel of the snowsage package, built from a private copy of its sources so concurrent
-    synths never share setuptools' in-tree build directory."""
+def snowsage_wheel() -> Path:
+    """A directory holding a wheel of the snowsage package, cached by the hash of its sources."""
+    key = hashlib.sha256(content_digest(REPO_ROOT / "snowsage", REPO_ROOT / "pyproject.toml")).hexdigest()[
+        :20
+    ]
+    return cached_tree("snowsage-wheel", key, build_snowsage_wheel)
+
+
+def build_snowsage_wheel(dest: Path) -> None:
+    """Build the wheel into ``dest`` from a private copy of the sources, so concurrent synths
+    never share setuptools' in-tree build directory."""
     with tempfile.TemporaryDirectory(prefix="snowsage-src-") as src:
         shutil.copy2(REPO_ROOT / "pyproject.toml", Path(src) / "pyproject.toml")
         copy_tree(REPO_ROOT / "snowsage", Path(src) / "snowsage")
-        dest = Path(tempfile.mkdtemp(prefix="snowsage-wheel-"))
         proc = subprocess.run(
             [
                 sys.executable,
@@ -90,7 +98,6 @@ def build_snowsage_wheel() -> Path:
         )
     if proc.returncode != 0:
         raise BundlingError(f"building the snowsage wheel failed:\n{proc.stderr[-2000:]}")
-    return dest
 
 
 class Notebook(Construct):
@@ -264,21 +271,9 @@ class Notebook(Construct):
 
 
 def _wheelhouse_hash() -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for path in sorted(
-        [
-            *LIFECYCLE_DIR.glob("*"),
-            *NOTEBOOKS_DIR.glob("*.ipynb"),
-            *(REPO_ROOT / "snowsage").glob("*.py"),
-            REPO_ROOT / "pyproject.toml",
-        ]
-    ):
-        if path.is_file():
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
+    return hashlib.sha256(
+        content_digest(LIFECYCLE_DIR, NOTEBOOKS_DIR, REPO_ROOT / "snowsage", REPO_ROOT / "pyproject.toml")
+    ).hexdigest()
 
 
 def decode_lifecycle(content_b64: str) -> str:

@@ -127,3 +127,52 @@ def test_host_bundle_runs_the_happy_path(
     for path in result["files"]:
         assert path.startswith(str(host_bundle)), f"{path} was not imported from the bundle"
     assert "BEGIN PRIVATE KEY" not in proc.stdout + proc.stderr
+
+
+def _tiny_function(root: Path) -> tuple[Path, Path]:
+    source, package = root / "fn", root / "lib"
+    source.mkdir()
+    package.mkdir()
+    (source / "requirements.txt").write_text("")
+    (source / "handler.py").write_text("from lib import VALUE\n")
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    return source, package
+
+
+def test_a_changed_source_is_bundled_again_never_served_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synth takes finished bundles from the cache by the hash of their inputs: an edit to the
+    handler or to a bundled package must give a new hash and a bundle holding the edit."""
+    from stacks.constructs import bundling
+
+    monkeypatch.setattr(bundling, "CACHE_DIR", tmp_path / "cache")
+    source, package = _tiny_function(tmp_path)
+
+    def bundle(name: str) -> tuple[str, Path]:
+        bundler = LambdaLocalBundling(source, python_version="3.14", arch="aarch64", packages=[package])
+        out = tmp_path / name
+        assert bundler.try_bundle(str(out), None) is True  # type: ignore[arg-type]
+        return bundler.asset_hash(), out
+
+    first_hash, first = bundle("first")
+    again_hash, _ = bundle("again")
+    assert again_hash == first_hash
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    assert bundle("pyc")[0] == first_hash, "a bytecode cache is not an input"
+
+    (package / "__init__.py").write_text("VALUE = 2\n")
+    lib_hash, lib_out = bundle("lib-edit")
+    assert lib_hash != first_hash
+    assert (lib_out / "lib" / "__init__.py").read_text() == "VALUE = 2\n"
+    assert (first / "lib" / "__init__.py").read_text() == "VALUE = 1\n", "an earlier bundle changed under it"
+
+    (source / "handler.py").write_text("from lib import VALUE as V\n")
+    handler_hash, handler_out = bundle("handler-edit")
+    assert handler_hash not in (first_hash, lib_hash)
+    assert (handler_out / "handler.py").read_text() == "from lib import VALUE as V\n"
+    assert not (handler_out / "requirements.txt").exists()
+
+    other_arch = LambdaLocalBundling(source, python_version="3.14", arch="x86_64", packages=[package])
+    assert other_arch.asset_hash() != handler_hash, "the target platform is an input"

@@ -77,6 +77,11 @@ main() {
 
   status running "installing $PACKAGE and $(grep -c '==' "$HOUSE/requirements.txt") pinned requirements from the wheelhouse"
   S_SOURCE="wheelhouse"
+  # The package alone first (pure Python, a second or two): the notebook can then import snowsage
+  # at once, and its helper reads this status file to say "still installing" or why it failed.
+  if ! env_pip --no-index --no-deps --force-reinstall --find-links "$HOUSE/wheels" "$PACKAGE"; then
+    log "could not install $PACKAGE on its own first; it comes with the full install"
+  fi
   if ! env_pip --no-index --find-links "$HOUSE/wheels" -r "$HOUSE/requirements.txt" "$PACKAGE"; then
     if [[ "$NETWORK_MODE" != "nat" ]]; then
       status failed "pip could not install from the wheelhouse, and $NETWORK_MODE mode has no package index to fall back to; see $INSTALL_LOG"

@@ -190,6 +190,22 @@ def test_nat_mode_falls_back_to_the_index_and_says_so(sandbox, s3, wheels, tmp_p
     assert "falling back to the package index (nat mode)" in (sandbox.opt / "install.log").read_text()
 
 
+def test_the_package_is_importable_even_when_its_requirements_fail(sandbox, s3, wheels, tmp_path):
+    """snowsage goes in first, on its own, so the notebook's helper can tell the user why the rest
+    failed (it reads the status file) instead of the kernel saying "No module named snowsage"."""
+    from .conftest import PACKAGE, build_wheelhouse
+
+    zip_path = build_wheelhouse(wheels, tmp_path / "short.zip", requirements="six==1.16.0\n")
+    s3.upload_file(str(zip_path), BUCKET, "assets/short.zip")
+    result, _ = run_on_start(sandbox, start_values(f"s3://{BUCKET}/assets/short.zip"))
+
+    assert result.returncode == 0
+    status = wait_for_outcome(sandbox)
+    assert status["state"] == "failed" and "privatelink mode has no package index" in status["detail"]
+    imported = env_python(sandbox, "import dateutil; print(dateutil.__version__)")
+    assert imported.returncode == 0, f"{PACKAGE} was not installed ahead of its requirements: {imported.stderr}"
+
+
 def test_cron_jobs_are_installed_next_to_the_users_own(sandbox, wheelhouse_uri):
     sandbox.crontab.write_text("0 3 * * * /usr/local/bin/users-own-job\n")
     result, _ = run_on_start(

@@ -279,11 +279,13 @@ def aws_env(endpoint: str, region: str, base: Mapping[str, str] | None = None) -
 
 
 def wheelhouse() -> Path:
-    """notebook_lifecycle/requirements.txt downloaded once for THIS machine's Python and platform."""
+    """notebook_lifecycle/requirements.txt downloaded once for THIS machine's Python and platform,
+    with tools.txt (uv) in tools/ as the real wheelhouse has it."""
     requirements = REPO_ROOT / "notebook_lifecycle" / "requirements.txt"
+    tools = REPO_ROOT / "notebook_lifecycle" / "tools.txt"
     tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}"
     # Keyed by the pins' hash: a changed pin gets a fresh download.
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(requirements.read_bytes() + tools.read_bytes()).hexdigest()[:12]
     dest = CACHE_DIR / f"wheelhouse-{tag}-{digest}"
     if (dest / ".complete").exists():
         return dest
@@ -302,6 +304,23 @@ def wheelhouse() -> Path:
             str(dest),
             "--requirement",
             str(requirements),
+        ],
+        timeout=600,
+        env=pip_env(),
+    )
+    run_checked(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--no-deps",
+            "--dest",
+            str(dest / "tools"),
+            "--requirement",
+            str(tools),
         ],
         timeout=600,
         env=pip_env(),

@@ -6,7 +6,7 @@ set -uo pipefail
 # run (as root, in the background) by on_start.sh, which exports the settings below and the `log`,
 # `status` and `safe_write` functions. Every failure ends in `status failed <why>` and exit 0:
 # nothing here may keep the notebook from starting.
-#   HOUSE: the extracted zip (wheels/*.whl, requirements.txt); CONDA_ENV_DIR; EXPECTED_PYTHON;
+#   HOUSE: the extracted zip (wheels/*.whl, requirements.txt, tools/uv-*.whl); CONDA_ENV_DIR; EXPECTED_PYTHON;
 #   PACKAGE (installed on top of the pins); VERIFY_IMPORTS; NETWORK_MODE (nat may use the index);
 #   OWNER (pip runs as this user when root, so the env stays theirs); S_SHA (the zip's sha256).
 
@@ -18,6 +18,7 @@ fi
 PY="$CONDA_ENV_DIR/bin/python"
 MARKER="$CONDA_ENV_DIR/.snowsage-wheelhouse.sha256"
 export S_SOURCE="" S_PYVER="" S_VERSIONS=""
+UV="" INSTALLER="pip"
 
 as_owner() {
   if [[ "$(id -u)" == 0 && -n "$OWNER" ]] && id "$OWNER" >/dev/null 2>&1; then
@@ -29,6 +30,32 @@ as_owner() {
 
 env_pip() {
   as_owner "$PY" -m pip install --no-cache-dir --disable-pip-version-check "$@"
+}
+
+# uv, from the wheelhouse's tools/, unpacked beside this script (never into the user's env): it
+# unpacks and byte-compiles the wheels in parallel, several times faster than pip. Without it, pip.
+setup_uv() {
+  local whl
+  whl="$(compgen -G "$HOUSE/tools/uv-*.whl" | head -n 1)" || return 0
+  if "$PY" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --upgrade \
+      --target "$OPT_DIR/uv" "$whl" && "$OPT_DIR/uv/bin/uv" --version; then
+    UV="$OPT_DIR/uv/bin/uv"
+  else
+    log "could not unpack $whl; installing with pip instead"
+  fi
+}
+
+# The wheelhouse only (the index fallback stays with pip, which honours pip.conf). If uv fails on
+# an env it does not expect, pip gets the same offline install; INSTALLER says which one did it.
+offline_install() {
+  if [[ -n "$UV" ]]; then
+    INSTALLER="uv"
+    as_owner "$UV" pip install --python "$PY" --no-config --no-cache --compile-bytecode \
+      --no-index --find-links "$HOUSE/wheels" "$@" && return 0
+    log "uv could not install $* from the wheelhouse; trying pip"
+  fi
+  INSTALLER="pip"
+  env_pip --no-index --find-links "$HOUSE/wheels" "$@"
 }
 
 verify_imports() {  # prints the last line of the error when an import fails
@@ -77,18 +104,19 @@ main() {
 
   status running "installing $PACKAGE and $(grep -c '==' "$HOUSE/requirements.txt") pinned requirements from the wheelhouse"
   S_SOURCE="wheelhouse"
+  setup_uv
   # The package alone first (pure Python, a second or two): the notebook can then import snowsage
   # at once, and its helper reads this status file to say "still installing" or why it failed.
-  if ! env_pip --no-index --no-deps --force-reinstall --find-links "$HOUSE/wheels" "$PACKAGE"; then
+  if ! offline_install --no-deps --force-reinstall "$PACKAGE"; then
     log "could not install $PACKAGE on its own first; it comes with the full install"
   fi
-  if ! env_pip --no-index --find-links "$HOUSE/wheels" -r "$HOUSE/requirements.txt" "$PACKAGE"; then
+  if ! offline_install -r "$HOUSE/requirements.txt" "$PACKAGE"; then
     if [[ "$NETWORK_MODE" != "nat" ]]; then
-      status failed "pip could not install from the wheelhouse, and $NETWORK_MODE mode has no package index to fall back to; see $INSTALL_LOG"
+      status failed "$INSTALLER could not install from the wheelhouse, and $NETWORK_MODE mode has no package index to fall back to; see $INSTALL_LOG"
       return 0
     fi
     log "the wheelhouse install failed; falling back to the package index (nat mode)"
-    S_SOURCE="index"
+    S_SOURCE="index" INSTALLER="pip"
     if ! env_pip --find-links "$HOUSE/wheels" -r "$HOUSE/requirements.txt" "$PACKAGE"; then
       status failed "pip could not install from the wheelhouse nor from the package index; see $INSTALL_LOG"
       return 0
@@ -100,7 +128,7 @@ main() {
   fi
   echo "$S_SHA" | safe_write "$MARKER"
   S_VERSIONS="$(installed_versions)"
-  status ok "installed $PACKAGE from the $S_SOURCE"
+  status ok "installed $PACKAGE from the $S_SOURCE with $INSTALLER"
 }
 
 main

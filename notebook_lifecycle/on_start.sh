@@ -8,10 +8,10 @@ set -euo pipefail
 #   2. installs root cron jobs: idle stop (every 5 min) and the backup sync to S3;
 #   3. starts the package install under nohup and exits 0.
 # The background job copies the wheelhouse zip from S3 (S3 gateway endpoint), unpacks it and runs
-# its install_wheels.sh: checks the python3 env runs the Python the cp310 wheels need, pip-installs
-# the pinned wheels offline (nat mode only: falls back to the package index, saying so), verifies
+# its install_wheels.sh: checks the python3 env runs the Python the cp310 wheels need, installs
+# the pinned wheels offline with the uv it ships (pip if uv fails) (nat mode only: falls back to the package index, saying so), verifies
 # the imports and records the outcome in $SAGEMAKER_HOME/.snowsage/install-status.json and /var/log/jupyter.log (CloudWatch
-# stream <notebook>/jupyter.log); pip's output goes to /opt/snowsage/install.log. A failed install
+# stream <notebook>/jupyter.log); the installer's output goes to /opt/snowsage/install.log. A failed install
 # never fails the start; the status file says why. The same wheelhouse already installed in the env
 # is a no-op. What root runs or appends to (idle_stop.py, logs) lives in /opt/snowsage, out of the
 # notebook user's reach; in the user's folders root only writes by rename, never through a link.

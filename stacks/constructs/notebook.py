@@ -47,8 +47,8 @@ def render_script(text: str, values: Mapping[str, str]) -> str:
 
 @jsii.implements(cdk.ILocalBundling)
 class WheelhouseBundling:
-    """wheels/ (pinned notebook requirements for cp310 x86_64 plus a snowsage wheel),
-    requirements.txt, the example notebook and the lifecycle helper scripts."""
+    """wheels/ (pinned notebook requirements for cp310 x86_64 plus a snowsage wheel), tools/ (uv,
+    which installs them), requirements.txt, the example notebook and the lifecycle helper scripts."""
 
     def try_bundle(self, output_dir: str, options: cdk.BundlingOptions) -> bool:
         out = Path(output_dir)
@@ -56,6 +56,10 @@ class WheelhouseBundling:
         wheels = pip_target(requirements, python_version=NOTEBOOK_PYTHON, arch="x86_64", mode="download")
         link_tree(wheels, out / "wheels")
         link_tree(snowsage_wheel(), out / "wheels")
+        tools = pip_target(
+            LIFECYCLE_DIR / "tools.txt", python_version=NOTEBOOK_PYTHON, arch="x86_64", mode="download"
+        )
+        link_tree(tools, out / "tools")
         shutil.copy2(requirements, out / "requirements.txt")
         (out / "notebooks").mkdir(exist_ok=True)
         for nb in NOTEBOOKS_DIR.glob("*.ipynb"):

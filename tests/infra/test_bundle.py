@@ -176,3 +176,35 @@ def test_a_changed_source_is_bundled_again_never_served_stale(
 
     other_arch = LambdaLocalBundling(source, python_version="3.14", arch="x86_64", packages=[package])
     assert other_arch.asset_hash() != handler_hash, "the target platform is an input"
+
+
+def test_wheelhouse_holds_every_pin_for_the_notebooks_python_and_platform(nat: Synth) -> None:
+    """What on_start installs offline: each pin as a wheel the notebook's cp310 / x86_64 env can take,
+    a snowsage wheel, uv in tools/ (not a requirement: it never enters the user's env), the helpers."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    house = next(p.parent for p in nat.outdir.glob("asset.*/install_wheels.sh"))
+    lines = (house / "requirements.txt").read_text().splitlines()
+    pins = {}
+    for line in lines:
+        if line.strip() and not line.lstrip().startswith("#"):
+            req = Requirement(line)
+            pins[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    wheels = {}
+    for whl in (house / "wheels").glob("*.whl"):
+        name, version, _build, tags = parse_wheel_filename(whl.name)
+        wheels[name] = str(version)
+        for tag in tags:
+            runs_on_cp310 = tag.interpreter in ("cp310", "py3", "py2") or tag.abi in ("abi3", "none")
+            assert runs_on_cp310, whl
+            assert tag.platform == "any" or tag.platform.endswith("x86_64"), whl
+    assert "snowflake-connector-python" in pins and "uv" not in pins
+    missing = {name: version for name, version in pins.items() if wheels.get(name) != version}
+    assert not missing, f"pins without their wheel: {missing}"
+    assert "snowsage" in wheels
+    tools = [parse_wheel_filename(p.name) for p in (house / "tools").glob("*.whl")]
+    assert [t[0] for t in tools] == ["uv"]
+    assert all(tag.platform.endswith("x86_64") for tag in tools[0][3])
+    for shipped in ("install_wheels.sh", "idle_stop.py", "notebooks/snowflake_quickstart.ipynb"):
+        assert (house / shipped).is_file(), shipped

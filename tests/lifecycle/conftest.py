@@ -62,11 +62,13 @@ def render(script: str, **values: str) -> str:
     return text
 
 
-def build_wheelhouse(wheels: Path, dest: Path, requirements: str = PINS) -> Path:
-    """The zip layout the construct must build: wheels/, requirements.txt, notebooks/, helpers."""
+def build_wheelhouse(wheels: Path, dest: Path, requirements: str = PINS, tools: Path | None = None) -> Path:
+    """The zip layout the construct must build: wheels/, tools/, requirements.txt, notebooks/, helpers."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
         for whl in sorted(wheels.glob("*.whl")):
             z.write(whl, f"wheels/{whl.name}")
+        for whl in sorted(tools.glob("*.whl")) if tools else []:
+            z.write(whl, f"tools/{whl.name}")
         z.writestr("requirements.txt", requirements)
         z.writestr(f"notebooks/{EXAMPLE_NOTEBOOK}", '{"cells": [], "nbformat": 4, "nbformat_minor": 5}')
         for helper in HELPERS:
@@ -169,8 +171,33 @@ def wheels(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def wheelhouse_uri(s3, wheels, tmp_path_factory) -> str:
-    zip_path = build_wheelhouse(wheels, tmp_path_factory.mktemp("zip") / "wheelhouse.zip")
+def tools(tmp_path_factory) -> Path:
+    """notebook_lifecycle/tools.txt (uv) for this machine, as the construct ships it for the notebook."""
+    target = tmp_path_factory.mktemp("tools")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--only-binary=:all:",
+            "--no-deps",
+            "-d",
+            str(target),
+            "-r",
+            str(LIFECYCLE / "tools.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"pip download of the tools failed:\n{result.stderr[-2000:]}"
+    return target
+
+
+@pytest.fixture(scope="session")
+def wheelhouse_uri(s3, wheels, tools, tmp_path_factory) -> str:
+    zip_path = build_wheelhouse(wheels, tmp_path_factory.mktemp("zip") / "wheelhouse.zip", tools=tools)
     s3.upload_file(str(zip_path), BUCKET, "assets/wheelhouse.zip")
     return f"s3://{BUCKET}/assets/wheelhouse.zip"
 

@@ -126,6 +126,10 @@ def test_start_installs_in_the_background_and_a_second_start_is_a_no_op(sandbox,
     status = wait_for_outcome(sandbox)
     assert status["state"] == "ok", status
     assert status["source"] == "wheelhouse"
+    assert status["detail"].endswith("from the wheelhouse with uv"), status["detail"]
+    assert not list(sandbox.env_dir.glob("lib/python*/site-packages/uv")), "uv went into the user's env"
+    compiled = list(sandbox.env_dir.glob("lib/python*/site-packages/dateutil/__pycache__/*.pyc"))
+    assert compiled, "the install did not byte-compile (the first import would)"
     assert status["python"].startswith(sandbox.python_version + ".")
     assert status["versions"] == {"six": "1.17.0", "python-dateutil": "2.9.0.post0"}
     assert status["started_at"] and status["updated_at"]
@@ -203,7 +207,57 @@ def test_the_package_is_importable_even_when_its_requirements_fail(sandbox, s3, 
     status = wait_for_outcome(sandbox)
     assert status["state"] == "failed" and "privatelink mode has no package index" in status["detail"]
     imported = env_python(sandbox, "import dateutil; print(dateutil.__version__)")
-    assert imported.returncode == 0, f"{PACKAGE} was not installed ahead of its requirements: {imported.stderr}"
+    assert imported.returncode == 0, (
+        f"{PACKAGE} was not installed ahead of its requirements: {imported.stderr}"
+    )
+
+
+def test_a_wheelhouse_without_uv_installs_with_pip(sandbox, s3, wheels, tmp_path):
+    from .conftest import build_wheelhouse
+
+    zip_path = build_wheelhouse(wheels, tmp_path / "no-tools.zip")
+    s3.upload_file(str(zip_path), BUCKET, "assets/no-tools.zip")
+    result, _ = run_on_start(sandbox, start_values(f"s3://{BUCKET}/assets/no-tools.zip"))
+
+    assert result.returncode == 0
+    status = wait_for_outcome(sandbox)
+    assert status["state"] == "ok" and status["detail"].endswith("with pip"), status
+    assert env_python(sandbox, "import dateutil, six").returncode == 0
+
+
+def _broken_uv_wheel(dest: Path) -> Path:
+    """A uv wheel whose binary answers --version and fails every install."""
+    import zipfile
+
+    dest.mkdir()
+    whl = dest / "uv-0.0.1-py3-none-any.whl"
+    script = '#!/bin/sh\n[ "$1" = --version ] && echo "uv 0.0.1" && exit 0\necho "uv: broken on purpose" >&2\nexit 2\n'
+    with zipfile.ZipFile(whl, "w") as z:
+        info = zipfile.ZipInfo("uv-0.0.1.data/scripts/uv")
+        info.external_attr = 0o100755 << 16  # a regular, executable file (pip checks both)
+        z.writestr(info, script)
+        z.writestr("uv-0.0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: uv\nVersion: 0.0.1\n")
+        z.writestr(
+            "uv-0.0.1.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        z.writestr("uv-0.0.1.dist-info/RECORD", "")
+    return dest
+
+
+def test_when_uv_fails_pip_installs_the_same_wheelhouse(sandbox, s3, wheels, tmp_path):
+    from .conftest import build_wheelhouse
+
+    zip_path = build_wheelhouse(wheels, tmp_path / "bad-uv.zip", tools=_broken_uv_wheel(tmp_path / "tools"))
+    s3.upload_file(str(zip_path), BUCKET, "assets/bad-uv.zip")
+    result, _ = run_on_start(sandbox, start_values(f"s3://{BUCKET}/assets/bad-uv.zip"))
+
+    assert result.returncode == 0
+    status = wait_for_outcome(sandbox)
+    assert status["state"] == "ok" and status["detail"].endswith("with pip"), status
+    log = (sandbox.opt / "install.log").read_text()
+    assert "broken on purpose" in log and "trying pip" in log
+    assert env_python(sandbox, "import dateutil, six").returncode == 0
 
 
 def test_cron_jobs_are_installed_next_to_the_users_own(sandbox, wheelhouse_uri):

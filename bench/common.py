@@ -292,39 +292,10 @@ def wheelhouse() -> Path:
     log(f"  downloading the notebook wheelhouse for {tag} (once, not timed) into {dest}")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    run_checked(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            "--dest",
-            str(dest),
-            "--requirement",
-            str(requirements),
-        ],
-        timeout=600,
-        env=pip_env(),
-    )
-    run_checked(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            "--no-deps",
-            "--dest",
-            str(dest / "tools"),
-            "--requirement",
-            str(tools),
-        ],
-        timeout=600,
-        env=pip_env(),
-    )
+    download = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
+    for folder, source, args in ((dest, requirements, ()), (dest / "tools", tools, ("--no-deps",))):
+        cmd = [*download, *args, "--dest", str(folder), "--requirement", str(source)]
+        run_checked(cmd, timeout=600, env=pip_env())
     (dest / ".complete").write_text(requirements.read_text())
     return dest
 

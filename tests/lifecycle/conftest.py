@@ -147,52 +147,22 @@ def s3(aws_env):
     return client
 
 
+def _pip_download(target: Path, *args: str) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "-d", str(target), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"pip download {' '.join(args)} failed:\n{result.stderr[-2000:]}"
+    return target
+
+
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("wheels")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--only-binary=:all:",
-            "-d",
-            str(target),
-            "python-dateutil==2.9.0.post0",
-            "six==1.17.0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"pip download of the test wheels failed:\n{result.stderr[-2000:]}"
-    return target
+    return _pip_download(tmp_path_factory.mktemp("wheels"), "python-dateutil==2.9.0.post0", "six==1.17.0")
 
 
 @pytest.fixture(scope="session")
 def tools(tmp_path_factory) -> Path:
     """notebook_lifecycle/tools.txt (uv) for this machine, as the construct ships it for the notebook."""
-    target = tmp_path_factory.mktemp("tools")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--only-binary=:all:",
-            "--no-deps",
-            "-d",
-            str(target),
-            "-r",
-            str(LIFECYCLE / "tools.txt"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"pip download of the tools failed:\n{result.stderr[-2000:]}"
-    return target
+    return _pip_download(tmp_path_factory.mktemp("tools"), "--no-deps", "-r", str(LIFECYCLE / "tools.txt"))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ Statements for the admin go to stdout; progress and guidance go to stderr, so
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
@@ -21,19 +20,12 @@ from typing import Any, NoReturn
 
 import boto3
 import click
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError, ProfileNotFound
 from cryptography.hazmat.primitives import serialization
 
 from snowsage import __version__, keys
 from snowsage import setup_sql as sql
+from snowsage.aws import aws_error_message, quiet_sdk_loggers
 from snowsage.settings import PLACEHOLDER, RuntimeSettings, is_placeholder
 from snowsage.stack_outputs import (
     TAG_FINGERPRINT,
@@ -44,68 +36,11 @@ from snowsage.stack_outputs import (
     DeploymentError,
 )
 
-# IAM action per API operation this CLI calls, so "access denied" names what to grant.
-_IAM_ACTIONS = {
-    "DescribeStacks": "cloudformation:DescribeStacks",
-    "GetParameters": "ssm:GetParameters",
-    "PutParameter": "ssm:PutParameter",
-    "ListTagsForResource": "ssm:ListTagsForResource",
-    "AddTagsToResource": "ssm:AddTagsToResource",
-    "RemoveTagsFromResource": "ssm:RemoveTagsFromResource",
-    "Invoke": "lambda:InvokeFunction",
-    "DescribeNotebookInstance": "sagemaker:DescribeNotebookInstance",
-    "StartNotebookInstance": "sagemaker:StartNotebookInstance",
-    "StopNotebookInstance": "sagemaker:StopNotebookInstance",
-    "CreatePresignedNotebookInstanceUrl": "sagemaker:CreatePresignedNotebookInstanceUrl",
-}
-# Operations whose request carries a secret: AWS validation messages can echo request values.
-_SECRET_BEARING_OPERATIONS = {"PutParameter"}
-_ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess"}
-_BAD_CREDENTIALS = {
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "SignatureDoesNotMatch",
-    "InvalidSignatureException",
-}
-# Loggers that would print request bodies (parameter values) at DEBUG level.
-_QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 _MAX_KEY_FILE_BYTES = 64 * 1024
 
 
 class CliError(click.ClickException):
     """One line on stderr, exit status 1, no traceback."""
-
-
-def aws_error_message(exc: Exception) -> str:
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return (
-            "no AWS credentials found: configure them (aws configure, aws sso login, or the "
-            "AWS_PROFILE/AWS_ACCESS_KEY_ID variables) or pass --profile"
-        )
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_REGION to the region the stacks are deployed in"
-    if isinstance(exc, EndpointConnectionError):
-        url = exc.kwargs.get("endpoint_url")
-        return f"cannot reach the AWS endpoint ({url}): check the network and --region"
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", "Unknown"))
-        op = exc.operation_name
-        action = _IAM_ACTIONS.get(op, op)
-        aws_said = (
-            "" if op in _SECRET_BEARING_OPERATIONS else f" (AWS said: {str(err.get('Message', ''))[:300]})"
-        )
-        if code in _ACCESS_DENIED:
-            return (
-                f"access denied for {action}{aws_said}; ask for {action} on this deployment's resources"
-                + (" and kms:Encrypt/kms:GenerateDataKey on its KMS key" if op == "PutParameter" else "")
-            )
-        if code in _BAD_CREDENTIALS:
-            return f"AWS rejected the credentials ({code}) calling {action}: refresh them (aws sso login)"
-        return f"{action} failed: {code}{aws_said}"
-    return f"AWS call failed: {type(exc).__name__}"
 
 
 class SnowsageGroup(click.Group):
@@ -186,8 +121,7 @@ def cli(ctx: click.Context, env_name: str, region: str | None, profile: str | No
         raise click.BadParameter(
             "use letters, digits and '-' (it is part of the stack names)", param_hint="--env"
         )
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_sdk_loggers()  # botocore's DEBUG output would carry the parameter values
     ctx.obj = Ctx(env_name=env_name, region=region or None, profile=profile or None, as_json=as_json)
 
 

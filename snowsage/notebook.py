@@ -9,6 +9,7 @@ secret. Importing this module is cheap: the connector, pandas, pyarrow and boto3
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -233,9 +234,14 @@ def _open(path: Path) -> Any:
     connector = _import("snowflake.connector", path)
     boto3 = _import("boto3", path)
     aws_errors = _import("botocore.exceptions", path)
-    ssm = boto3.client("ssm", region_name=settings.region)  # honours AWS_ENDPOINT_URL (sandbox)
+    from snowsage import aws  # imports botocore: only once the install check above has passed
+
     try:
-        cfg = credentials.load_connection(settings, credentials.boto3_fetcher(ssm))
+        # botocore logs GetParameters' decrypted response at DEBUG: a cell with DEBUG logging on
+        # would print the private key into the notebook file and its S3 backup.
+        with aws.sdk_loggers_quiet():
+            ssm = boto3.client("ssm", region_name=settings.region)  # honours AWS_ENDPOINT_URL (sandbox)
+            cfg = credentials.load_connection(settings, credentials.boto3_fetcher(ssm))
     except credentials.CredentialsNotSet as exc:
         raise CredentialsNotReady(
             f"{exc}. Run it where you operate the deployment (with --env {settings.env_name}), then "
@@ -244,17 +250,39 @@ def _open(path: Path) -> Any:
     except credentials.CredentialsError as exc:
         raise ConfigurationError(str(exc)) from None
     except (aws_errors.BotoCoreError, aws_errors.ClientError) as exc:
-        raise ConfigurationError(
-            f"reading the Snowflake parameters for env {settings.env_name!r} from SSM in "
-            f"{settings.region} failed ({_aws_error(exc)}): the notebook role needs ssm:GetParameters "
-            "on them and kms:Decrypt on their key, and the subnet a route to SSM; redeploy the stacks"
-        ) from None
+        raise ConfigurationError(_ssm_error_message(settings, exc)) from None
     try:
         return connector.connect(**cfg.connect_kwargs())
     except connector.errors.Error as exc:
         from snowsage.diagnostics import explain_snowflake_error
 
         raise ConnectFailed(explain_snowflake_error(exc.errno, exc.msg or str(exc), cfg)) from None
+
+
+def _ssm_error_message(settings: RuntimeSettings, exc: BaseException) -> str:
+    from snowsage import aws
+
+    failed = (
+        f"reading the Snowflake parameters for env {settings.env_name!r} from SSM in {settings.region} "
+        f"failed ({_aws_error(exc)})"
+    )
+    if aws.is_throttling(exc):
+        return (
+            f"{failed}: SSM is throttling this account's requests (too many at once, even after "
+            "retries); wait a minute and re-run this cell, and if many kernels or jobs connect at the "
+            "same moment, start fewer at once: one connect() per kernel is reused by every query"
+        )
+    if aws.is_bad_credentials(exc):
+        return (
+            f"{failed}: AWS rejected this kernel's credentials. The notebook role's own credentials "
+            "renew themselves, so this means credentials set in the kernel (AWS_* environment "
+            "variables, a profile or an assumed-role session) expired: refresh them, or remove them "
+            "and restart the kernel (Kernel > Restart) to use the notebook role again"
+        )
+    return (
+        f"{failed}: the notebook role needs ssm:GetParameters on them and kms:Decrypt on their key, "
+        "and the subnet a route to SSM; redeploy the stacks"
+    )
 
 
 def _aws_error(exc: BaseException) -> str:
@@ -424,7 +452,20 @@ def result_key(name: str) -> str:
     return f"{RESULTS_PREFIX}{name}.parquet"
 
 
-def _results_location(name: str) -> tuple[Any, str, str]:
+@dataclasses.dataclass(frozen=True)
+class _Results:
+    s3: Any
+    bucket: str
+    key: str
+    settings: RuntimeSettings
+    settings_file: Path
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def _results_location(name: str) -> _Results:
     key = result_key(name)
     path = settings_path(_state["path"])
     settings = load_settings(path)
@@ -434,24 +475,60 @@ def _results_location(name: str) -> tuple[Any, str, str]:
             "settings are regenerated, then restart the notebook instance"
         )
     boto3 = _import("boto3", path)
-    return boto3.client("s3", region_name=settings.region), settings.bucket, key
+    from snowsage import aws
+
+    with aws.sdk_loggers_quiet():
+        s3 = boto3.client("s3", region_name=settings.region)
+    return _Results(s3, settings.bucket, key, settings, path)
 
 
-def _s3_error(exc: BaseException, action: str, uri: str, name: str) -> ResultsError:
-    code = ""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = str((response.get("Error") or {}).get("Code", ""))
+def _bucket_missing(where: _Results) -> bool:
+    """After a 404 on an object: is it the bucket that is missing? (HeadObject cannot tell.)"""
+    from snowsage import aws
+
+    try:
+        with aws.sdk_loggers_quiet():
+            where.s3.head_bucket(Bucket=where.bucket)
+    except Exception as exc:  # noqa: BLE001 - only a clear "no such bucket" counts
+        return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code")) in (
+            "404",
+            "NoSuchBucket",
+            "NotFound",
+        )
+    return False
+
+
+def _s3_error(exc: BaseException, action: str, where: _Results, name: str) -> ResultsError:
+    from snowsage import aws
+
+    code = aws.error_code(exc) or ""
+    uri, bucket, settings = where.uri, where.bucket, where.settings
+    if code == "NoSuchBucket" or (code in ("NoSuchKey", "404", "NotFound") and _bucket_missing(where)):
+        return ResultsError(
+            f"the results bucket {bucket} does not exist in {settings.region}: the bucket name in "
+            f"{where.settings_file} does not match the SnowSage-{settings.env_name}-Data stack's "
+            "ResultsBucketName output, or that stack's bucket was deleted. Compare the two; redeploy "
+            "the Data stack if the bucket is gone, else the Notebook stack, then restart the notebook "
+            "instance so the settings file names the right bucket"
+        )
     if code in ("NoSuchKey", "404", "NotFound"):
         return ResultsError(f"there is no result {name!r} ({uri}); write it first with to_s3(df, {name!r})")
-    if code == "NoSuchBucket":
-        return ResultsError(
-            f"the results bucket of {uri} does not exist; redeploy the Data stack, then restart the notebook"
-        )
     if code in ("AccessDenied", "403", "Forbidden"):
         return ResultsError(
             f"{action} {uri} was denied: the notebook role may use only its own results bucket; "
             "redeploy the Notebook stack if this is that bucket"
+        )
+    if aws.is_throttling(exc):
+        return ResultsError(
+            f"{action} {uri} was throttled by S3 ({code}) even after retries: wait a minute and "
+            "re-run this cell, and write fewer objects at the same moment (one to_s3 per result)"
+        )
+    if aws.is_bad_credentials(exc):
+        return ResultsError(
+            f"{action} {uri} failed: AWS rejected this kernel's credentials ({code}). The notebook "
+            "role's own credentials renew themselves, so credentials set in the kernel (AWS_* "
+            "environment variables, a profile or an assumed-role session) expired: refresh them, or "
+            "remove them and restart the kernel (Kernel > Restart) to use the notebook role again"
         )
     return ResultsError(f"{action} {uri} failed ({_aws_error(exc)}); check the S3 route and retry")
 
@@ -461,7 +538,7 @@ def to_s3(df: pd.DataFrame, name: str) -> str:
     pd = _import("pandas", settings_path(_state["path"]))
     if not isinstance(df, pd.DataFrame):
         raise InvalidArgument(f"to_s3 writes a pandas DataFrame; got {type(df).__name__}")
-    s3, bucket, key = _results_location(name)
+    where = _results_location(name)
     path = settings_path(_state["path"])
     pa = _import("pyarrow", path)
     pq = _import("pyarrow.parquet", path)
@@ -475,25 +552,29 @@ def to_s3(df: pd.DataFrame, name: str) -> str:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="snappy")
     buffer.seek(0)
-    uri = f"s3://{bucket}/{key}"
+    from snowsage import aws
+
     try:
-        s3.upload_fileobj(buffer, bucket, key)  # multipart above 8 MB, so large frames work too
+        with aws.sdk_loggers_quiet():
+            where.s3.upload_fileobj(buffer, where.bucket, where.key)  # multipart above 8 MB
     except Exception as exc:  # noqa: BLE001 - every S3 failure becomes one ResultsError
-        raise _s3_error(exc, "writing", uri, name) from None
-    return uri
+        raise _s3_error(exc, "writing", where, name) from None
+    return where.uri
 
 
 def read_s3(name: str) -> pd.DataFrame:
     """Read back what ``to_s3(df, name)`` wrote."""
-    s3, bucket, key = _results_location(name)
+    where = _results_location(name)
     path = settings_path(_state["path"])
     pq = _import("pyarrow.parquet", path)
     _import("pandas", path)
-    uri = f"s3://{bucket}/{key}"
+    from snowsage import aws
+
     buffer = io.BytesIO()
     try:
-        s3.download_fileobj(bucket, key, buffer)
+        with aws.sdk_loggers_quiet():
+            where.s3.download_fileobj(where.bucket, where.key, buffer)
     except Exception as exc:  # noqa: BLE001 - every S3 failure becomes one ResultsError
-        raise _s3_error(exc, "reading", uri, name) from None
+        raise _s3_error(exc, "reading", where, name) from None
     buffer.seek(0)
     return pq.read_table(buffer).to_pandas()

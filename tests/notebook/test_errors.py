@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -216,3 +217,76 @@ def test_rejected_sign_in_is_explained_without_the_key(
     assert "rejected the key-pair login for user NOTEBOOK_USER" in message
     assert "`snowsage keypair generate`" in message
     assert not [line for line in private_key_pem.splitlines()[1:-1] if line in message]
+
+
+def _ssm_answers(monkeypatch: pytest.MonkeyPatch, code: str, message: str) -> None:
+    """Every GetParameters the helper makes gets this AWS error (as after botocore's own retries)."""
+    import boto3
+
+    real = boto3.client
+
+    class _Http:
+        status_code = 400
+        headers: ClassVar[dict[str, str]] = {}
+
+    def client(service: str, *args: object, **kwargs: object) -> object:
+        made = real(service, *args, **kwargs)
+        made.meta.events.register(
+            "before-call.ssm.GetParameters",
+            lambda **_: (_Http(), {"Error": {"Code": code, "Message": message}}),
+        )
+        return made
+
+    monkeypatch.setattr(boto3, "client", client)
+
+
+def test_ssm_throttling_says_retry_later_and_connect_fewer_at_once(
+    deploy: Deploy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dep = deploy()
+    _ssm_answers(monkeypatch, "ThrottlingException", "Rate exceeded")
+    with pytest.raises(nb.ConfigurationError) as err:
+        nb.connect(dep.settings_file)
+    message = str(err.value)
+    assert "ThrottlingException: Rate exceeded" in message
+    assert "wait a minute and re-run this cell" in message and "start fewer at once" in message
+    assert "redeploy" not in message and "ssm:GetParameters" not in message
+
+
+def test_expired_aws_token_says_refresh_or_restart_the_kernel(
+    deploy: Deploy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dep = deploy()
+    _ssm_answers(
+        monkeypatch, "ExpiredTokenException", "The security token included in the request is expired"
+    )
+    with pytest.raises(nb.ConfigurationError) as err:
+        nb.connect(dep.settings_file)
+    message = str(err.value)
+    assert "ExpiredTokenException" in message and "rejected this kernel's credentials" in message
+    assert "refresh them" in message and "restart the kernel" in message
+    assert "redeploy" not in message
+
+
+def _point_settings_at_bucket(dep, bucket: str) -> None:
+    settings = json.loads(dep.settings_file.read_text())
+    settings["bucket"] = bucket
+    dep.settings_file.write_text(json.dumps(settings))
+
+
+@pytest.mark.parametrize("action", ["read", "write"])
+def test_missing_results_bucket_names_it_and_the_setting_to_fix(deploy: Deploy, action: str) -> None:
+    dep = deploy()
+    nb.connect(dep.settings_file)
+    gone = f"snowsage-{dep.env_name}-no-such-bucket"
+    _point_settings_at_bucket(dep, gone)
+    with pytest.raises(nb.ResultsError) as err:
+        if action == "read":
+            nb.read_s3("quickstart/sample")
+        else:
+            nb.to_s3(pd.DataFrame({"a": [1]}), "quickstart/sample")
+    message = str(err.value)
+    assert f"the results bucket {gone} does not exist in us-east-1" in message
+    assert f"SnowSage-{dep.env_name}-Data stack's ResultsBucketName output" in message
+    assert str(dep.settings_file) in message and "restart the notebook instance" in message
+    assert "there is no result" not in message

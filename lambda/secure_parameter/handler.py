@@ -2,8 +2,9 @@
 
 CloudFormation only ever sees the parameter name and a non-secret initial value (the placeholder or
 the user name); the secret is put later by an operator. So the rules are: never overwrite a value
-set since creation, keep (and re-encrypt) the value when the key changes, and never let a value
-reach a log line, an exception message or the response.
+set since creation, keep (and re-encrypt) the value when the key changes, encrypt only under the key
+the construct configured, and never let a value reach a log line, an exception message or the
+response.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ for _name in ("botocore", "boto3", "urllib3"):
 
 REMOVAL_POLICIES = ("retain", "destroy")
 SECURE_STRING = "SecureString"
+# The key the construct configured, set on this function by the construct itself. The event's KmsKeyId
+# is only checked against it: whoever may invoke this function can write any event, and must not be
+# able to move the secrets to another key (alias/aws/ssm, say, which every SSM user may decrypt).
+KEY_ENV = "CONFIGURED_KMS_KEY_ARN"
+THROTTLED = ("ThrottlingException", "TooManyUpdates", "RequestLimitExceeded")
 
 
 class ProviderError(Exception):
@@ -45,6 +51,9 @@ def on_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     props = _properties(event.get("ResourceProperties") or {})
     ssm = boto3.client("ssm")
     name = props["ParameterName"]
+    if request_type != "Delete":
+        # Delete never encrypts anything, and refusing it would leave a stack that cannot be deleted.
+        props["KmsKeyId"] = _configured_key(props["KmsKeyId"], name)
 
     if request_type == "Create":
         logger.info("Create %s", name)
@@ -99,6 +108,52 @@ def _properties(raw: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _configured_key(requested: str, name: str) -> str:
+    """The configured key ARN, if ``requested`` names that same key; otherwise a ProviderError."""
+    configured = os.environ.get(KEY_ENV, "").strip()
+    if not configured:
+        raise ProviderError(
+            f"this function's environment lacks {KEY_ENV}, the ARN of the key the credential parameters "
+            "must be encrypted with; the SnowflakeParameters construct sets it, so deploy the stack with "
+            "it instead of changing this function by hand"
+        )
+    if not _same_key(requested, configured):
+        raise ProviderError(
+            f"KmsKeyId for {name} is {requested!r}, not the configured key {configured}; this provider "
+            f"encrypts the credentials only under the key in its {KEY_ENV} setting. Deploy the stack that "
+            "owns the key (cdk deploy) instead of invoking the provider with another key"
+        )
+    return configured
+
+
+def _same_key(requested: str, configured: str) -> bool:
+    """Key ARN and bare key id name the same key; an alias matches only the very same alias, because
+    what an alias points to can be changed by anyone allowed to update aliases."""
+    if requested == configured:
+        return True
+    req_kind, req_ref, req_scope = _key_parts(requested)
+    cfg_kind, cfg_ref, cfg_scope = _key_parts(configured)
+    # A bare id or alias name resolves in this function's own account and region, which are the
+    # configured key's (the construct passes a key of the same stack).
+    scopes_match = req_scope is None or cfg_scope is None or req_scope == cfg_scope
+    return req_kind == cfg_kind and req_ref == cfg_ref and scopes_match
+
+
+def _key_parts(key: str) -> tuple[str, str, str | None]:
+    """(``key`` or ``alias``, the id or alias name, the ``arn:partition:kms:region:account`` or None)."""
+    if key.startswith("arn:"):
+        scope, sep, resource = key.partition(":key/")
+        if sep:
+            return "key", resource, scope
+        scope, sep, resource = key.partition(":alias/")
+        if sep:
+            return "alias", resource, scope
+        return "other", key, None
+    if key.startswith("alias/"):
+        return "alias", key.removeprefix("alias/"), None
+    return "key", key, None
+
+
 def _ensure(ssm: Any, props: dict[str, str], copy_from: str | None = None) -> None:
     """Make the parameter exist as a SecureString under the configured key, keeping any value it has."""
     name = props["ParameterName"]
@@ -129,7 +184,8 @@ def _ensure(ssm: Any, props: dict[str, str], copy_from: str | None = None) -> No
             "the value again with the snowsage CLI"
         )
     changes = []
-    if _key_ref(current.get("KeyId") or "alias/aws/ssm") != _key_ref(props["KmsKeyId"]):
+    current_key = current.get("KeyId") or "alias/aws/ssm"
+    if not _same_key(current_key, props["KmsKeyId"]):
         changes.append("key")
     if props["Description"] and current.get("Description", "") != props["Description"]:
         changes.append("description")
@@ -138,7 +194,7 @@ def _ensure(ssm: Any, props: dict[str, str], copy_from: str | None = None) -> No
     if not changes:
         logger.info("%s: exists as SecureString under the configured key; value kept", name)
         return
-    value = _read_value(ssm, name)
+    value = _read_value(ssm, name, old_key=current_key)
     if value is None:  # deleted between the two calls
         raise ProviderError(f"parameter {name} disappeared during the update; retry the deployment")
     _put(ssm, props, value, overwrite=True)
@@ -155,15 +211,32 @@ def _describe(ssm: Any, name: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def _read_value(ssm: Any, name: str) -> str | None:
+def _read_value(ssm: Any, name: str, old_key: str | None = None) -> str | None:
+    """The decrypted value, or None if the parameter does not exist. ``old_key``: the key it is under,
+    when that is not the configured one (a key change), so a failure can name it."""
     try:
         return str(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
     except ClientError as exc:
-        if _code(exc) == "ParameterNotFound":
+        code = _code(exc)
+        if code == "ParameterNotFound":
             return None
+        if code in THROTTLED:
+            raise ProviderError(
+                f"SSM throttled reading parameter {name} ({code}); retry the deployment"
+            ) from None
+        if old_key is None and (found := _describe(ssm, name)) is not None:
+            old_key = found.get("KeyId") or "alias/aws/ssm"
+        # Only the code is reported: AWS messages are not ours to echo. The role may decrypt these
+        # parameters through SSM under any key of this account (see the construct), so a refusal means
+        # the key itself is unusable to it.
         raise ProviderError(
-            f"cannot read parameter {name} ({_code(exc)}); the provider's role needs ssm:GetParameter on it "
-            "and kms:Decrypt on the key it is encrypted with"
+            f"cannot decrypt parameter {name}, encrypted under key {old_key or 'unknown'} ({code}), to keep "
+            "its value under the configured key. The key is disabled, pending deletion, in another "
+            "account, or its key policy does not let this account's IAM policies use it. Either make it "
+            "usable for this deployment (enable it, cancel its deletion, or allow the provider's role "
+            "kms:Decrypt in its key policy), or drop the old value: delete the parameter (aws ssm "
+            f"delete-parameter --name {name}), redeploy, then set it again with `snowsage credentials "
+            "set` or `snowsage keypair generate`"
         ) from None
 
 
@@ -201,15 +274,6 @@ def _delete(ssm: Any, name: str) -> None:
         if _code(exc) != "ParameterNotFound":
             raise ProviderError(f"cannot delete parameter {name}: {_code(exc)}") from None
         logger.info("Delete %s: already gone", name)
-
-
-def _key_ref(key: str) -> str:
-    """Key ARN, key id and alias forms compared by what follows key/ or alias/ (ARN or not)."""
-    for marker in (":key/", ":alias/"):
-        if key.startswith("arn:") and marker in key:
-            prefix = "alias/" if marker == ":alias/" else ""
-            return prefix + key.split(marker, 1)[1]
-    return key
 
 
 def _parameter_arn(name: str, context: Any) -> str:

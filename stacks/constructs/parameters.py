@@ -22,9 +22,11 @@ from constructs import Construct
 from snowsage.settings import PLACEHOLDER, SECRET_KEYS_BY_AUTH
 
 from .lambda_defaults import LAMBDA_ARCH, LAMBDA_RUNTIME, log_group
-from .nag import acknowledge, checkov_skip, least_privilege_role
+from .nag import acknowledge, checkov_skip, least_privilege_role, wildcard_finding
 
 PROVIDER_SOURCE = Path(__file__).resolve().parents[2] / "lambda" / "secure_parameter"
+# The handler's KEY_ENV; its asset is not importable ("lambda" is a keyword), tests/infra pins the two.
+PROVIDER_KEY_ENV = "CONFIGURED_KMS_KEY_ARN"
 
 
 class SnowflakeParameters(Construct):
@@ -66,6 +68,7 @@ class SnowflakeParameters(Construct):
             stack.format_arn(service="ssm", resource="parameter", resource_name=f"{prefix}{k}".lstrip("/"))
             for k in secret_keys
         ]
+        previous_keys = stack.format_arn(service="kms", resource="key", resource_name="*")
         handler_logs = log_group(self, "ProviderHandlerLogs", key=key, retention=log_retention)
         handler_role = least_privilege_role(
             self,
@@ -79,8 +82,6 @@ class SnowflakeParameters(Construct):
                         "ssm:PutParameter",
                         "ssm:GetParameter",
                         "ssm:DeleteParameter",
-                        "ssm:AddTagsToResource",
-                        "ssm:ListTagsForResource",
                     ],
                     resources=arns,
                 ),
@@ -91,6 +92,23 @@ class SnowflakeParameters(Construct):
                     conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
                 ),
                 iam.PolicyStatement(
+                    # A key change keeps the values: the handler reads each one under the previous key
+                    # before re-encrypting, when this policy already names only the new key. Naming the
+                    # previous key would mean a prop nobody remembers to set; instead any key of this
+                    # account, but only through SSM and only for these parameters (SSM sets the
+                    # PARAMETER_ARN encryption context itself): it only lets the role read the values
+                    # it already manages. Other keys fail with an error naming the fix.
+                    sid="DecryptPreviousKeyViaSsm",
+                    actions=["kms:Decrypt"],
+                    resources=[previous_keys],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"ssm.{stack.region}.amazonaws.com",
+                            "kms:EncryptionContext:PARAMETER_ARN": arns,
+                        }
+                    },
+                ),
+                iam.PolicyStatement(
                     # Reads the key ID of an existing parameter (GetParameter does not return it)
                     # so a changed key re-encrypts instead of silently keeping the old one.
                     sid="ReadParameterMetadata",
@@ -99,6 +117,12 @@ class SnowflakeParameters(Construct):
                 ),
                 _write_logs(handler_logs),
             ],
+        )
+        acknowledge(
+            self,
+            wildcard_finding(previous_keys),
+            "Decrypt of the previous key after a key change: through SSM only and only for the "
+            "credential parameters (kms:ViaService and the PARAMETER_ARN encryption context).",
         )
         acknowledge(
             self,
@@ -114,6 +138,9 @@ class SnowflakeParameters(Construct):
             handler="handler.on_event",
             code=lambda_.Code.from_asset(str(PROVIDER_SOURCE), exclude=["__pycache__", "*.pyc"]),
             role=handler_role.without_policy_updates(),
+            # Not a secret: the handler refuses an event naming any other key (see its KEY_ENV).
+            environment={PROVIDER_KEY_ENV: key.key_arn},
+            environment_encryption=key,
             timeout=cdk.Duration.seconds(60),
             memory_size=256,
             log_group=handler_logs,

@@ -34,6 +34,17 @@ def new_key(aws) -> str:
     return aws.kms.create_key(Description="snowsage test")["KeyMetadata"]["Arn"]
 
 
+@pytest.fixture
+def configure(handler, monkeypatch):
+    """Set the key the construct puts in the function's environment; returns it."""
+
+    def use(key: str) -> str:
+        monkeypatch.setenv(handler.KEY_ENV, key)
+        return key
+
+    return use
+
+
 def value_of(aws, name: str = NAME) -> str:
     return aws.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 
@@ -53,8 +64,10 @@ def assert_no_secret_logged(caplog: pytest.LogCaptureFixture) -> None:
         assert SECRET not in text, f"secret value in log record from {record.name}"
 
 
-def test_create_makes_a_securestring_under_the_key_and_reports_name_and_arn(handler, aws, context, all_logs):
-    key = new_key(aws)
+def test_create_makes_a_securestring_under_the_key_and_reports_name_and_arn(
+    handler, aws, configure, context, all_logs
+):
+    key = configure(new_key(aws))
     result = handler.on_event(event("Create", props(key)), context)
 
     assert result["PhysicalResourceId"] == NAME
@@ -69,8 +82,8 @@ def test_create_makes_a_securestring_under_the_key_and_reports_name_and_arn(hand
     assert any(NAME in r.getMessage() and "Create" in r.getMessage() for r in all_logs.records)
 
 
-def test_create_when_the_parameter_exists_keeps_its_value(handler, aws, context, all_logs):
-    key = new_key(aws)
+def test_create_when_the_parameter_exists_keeps_its_value(handler, aws, configure, context, all_logs):
+    key = configure(new_key(aws))
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key)
 
     result = handler.on_event(event("Create", props(key)), context)
@@ -81,9 +94,9 @@ def test_create_when_the_parameter_exists_keeps_its_value(handler, aws, context,
 
 
 def test_create_when_it_exists_under_another_key_reencrypts_and_keeps_the_value(
-    handler, aws, context, all_logs
+    handler, aws, configure, context, all_logs
 ):
-    old_key, key = new_key(aws), new_key(aws)
+    old_key, key = new_key(aws), configure(new_key(aws))
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=old_key)
 
     handler.on_event(event("Create", props(key)), context)
@@ -93,8 +106,10 @@ def test_create_when_it_exists_under_another_key_reencrypts_and_keeps_the_value(
     assert_no_secret_logged(all_logs)
 
 
-def test_create_refuses_a_plain_string_of_that_name_and_leaves_it_alone(handler, aws, context, all_logs):
-    key = new_key(aws)
+def test_create_refuses_a_plain_string_of_that_name_and_leaves_it_alone(
+    handler, aws, configure, context, all_logs
+):
+    key = configure(new_key(aws))
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="String")
 
     with pytest.raises(handler.ProviderError) as err:
@@ -108,8 +123,8 @@ def test_create_refuses_a_plain_string_of_that_name_and_leaves_it_alone(handler,
     assert_no_secret_logged(all_logs)
 
 
-def test_update_never_overwrites_a_value_set_since_creation(handler, aws, context, all_logs):
-    key = new_key(aws)
+def test_update_never_overwrites_a_value_set_since_creation(handler, aws, configure, context, all_logs):
+    key = configure(new_key(aws))
     created = props(key)
     handler.on_event(event("Create", created), context)
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key, Overwrite=True)
@@ -122,12 +137,13 @@ def test_update_never_overwrites_a_value_set_since_creation(handler, aws, contex
     assert_no_secret_logged(all_logs)
 
 
-def test_update_with_a_new_key_reencrypts_the_current_value(handler, aws, context, all_logs):
-    key, new = new_key(aws), new_key(aws)
+def test_update_with_a_new_key_reencrypts_the_current_value(handler, aws, configure, context, all_logs):
+    key, new = configure(new_key(aws)), new_key(aws)
     created = props(key)
     handler.on_event(event("Create", created), context)
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key, Overwrite=True)
 
+    configure(new)  # CloudFormation updates the function before the resources that use it
     handler.on_event(event("Update", props(new), created, PhysicalResourceId=NAME), context)
 
     assert described(aws)["KeyId"] == new
@@ -135,8 +151,10 @@ def test_update_with_a_new_key_reencrypts_the_current_value(handler, aws, contex
     assert_no_secret_logged(all_logs)
 
 
-def test_update_with_a_new_name_creates_it_carrying_the_secret_over(handler, aws, context, all_logs):
-    key = new_key(aws)
+def test_update_with_a_new_name_creates_it_carrying_the_secret_over(
+    handler, aws, configure, context, all_logs
+):
+    key = configure(new_key(aws))
     created = props(key, RemovalPolicy="destroy")
     handler.on_event(event("Create", created), context)
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key, Overwrite=True)
@@ -155,8 +173,8 @@ def test_update_with_a_new_name_creates_it_carrying_the_secret_over(handler, aws
     assert_no_secret_logged(all_logs)
 
 
-def test_update_recreates_a_parameter_deleted_out_of_band(handler, aws, context):
-    key = new_key(aws)
+def test_update_recreates_a_parameter_deleted_out_of_band(handler, aws, configure, context):
+    key = configure(new_key(aws))
     created = props(key)
     handler.on_event(event("Create", created), context)
     aws.ssm.delete_parameter(Name=NAME)
@@ -166,8 +184,8 @@ def test_update_recreates_a_parameter_deleted_out_of_band(handler, aws, context)
     assert value_of(aws) == PLACEHOLDER
 
 
-def test_delete_with_retain_leaves_the_parameter_and_its_value(handler, aws, context, all_logs):
-    key = new_key(aws)
+def test_delete_with_retain_leaves_the_parameter_and_its_value(handler, aws, configure, context, all_logs):
+    key = configure(new_key(aws))
     handler.on_event(event("Create", props(key)), context)
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key, Overwrite=True)
 
@@ -179,8 +197,8 @@ def test_delete_with_retain_leaves_the_parameter_and_its_value(handler, aws, con
     assert_no_secret_logged(all_logs)
 
 
-def test_delete_with_destroy_removes_it_and_tolerates_it_being_gone(handler, aws, context):
-    key = new_key(aws)
+def test_delete_with_destroy_removes_it_and_tolerates_it_being_gone(handler, aws, configure, context):
+    key = configure(new_key(aws))
     doomed = props(key, RemovalPolicy="destroy")
     handler.on_event(event("Create", doomed), context)
 
@@ -192,6 +210,7 @@ def test_delete_with_destroy_removes_it_and_tolerates_it_being_gone(handler, aws
 
 
 def test_rollback_of_a_failed_create_does_not_delete_a_parameter_it_did_not_make(handler, aws, context):
+    # No configured key: a Delete never encrypts, so it must not depend on one.
     key = new_key(aws)
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="String")
     failed_marker = "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED"
@@ -210,13 +229,18 @@ def test_unknown_request_type_says_what_was_expected(handler, aws, context):
     ("override", "expected"),
     [({"KmsKeyId": ""}, "KmsKeyId"), ({"RemovalPolicy": "snapshot"}, "'snapshot'.*retain, destroy")],
 )
-def test_bad_properties_name_the_property_and_the_accepted_values(handler, aws, context, override, expected):
+def test_bad_properties_name_the_property_and_the_accepted_values(
+    handler, aws, configure, context, override, expected
+):
+    configure("alias/x")
     with pytest.raises(handler.ProviderError, match=expected):
         handler.on_event(event("Create", props("alias/x", **override)), context)
 
 
-def test_a_failed_put_never_echoes_the_value_in_the_error(handler, aws, context, all_logs, monkeypatch):
-    key, new = new_key(aws), new_key(aws)
+def test_a_failed_put_never_echoes_the_value_in_the_error(
+    handler, aws, configure, context, all_logs, monkeypatch
+):
+    key, new = new_key(aws), configure(new_key(aws))
     aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key)
     real_client = handler.boto3.client
 
@@ -243,6 +267,138 @@ def test_a_failed_put_never_echoes_the_value_in_the_error(handler, aws, context,
     assert_no_secret_logged(all_logs)
 
 
-def test_arn_without_a_lambda_context_comes_from_sts(handler, aws):
-    result = handler.on_event(event("Create", props(new_key(aws), ParameterName="plain-name")))
+def test_arn_without_a_lambda_context_comes_from_sts(handler, aws, configure):
+    result = handler.on_event(event("Create", props(configure(new_key(aws)), ParameterName="plain-name")))
     assert result["Data"]["ParameterArn"] == "arn:aws:ssm:eu-west-1:123456789012:parameter/plain-name"
+
+
+def _other_forms(aws, key: str) -> dict[str, str]:
+    """Ways an event could name a key that is not the configured one (or not provably so)."""
+    key_id = key.rsplit("/", 1)[1]
+    aws.kms.create_alias(AliasName="alias/snowsage-points-at-it", TargetKeyId=key_id)
+    return {
+        "aws-managed": "alias/aws/ssm",
+        "another key": new_key(aws),
+        # What an alias points to can be changed later, so it is not "the configured key".
+        "alias of the configured key": "alias/snowsage-points-at-it",
+        "same id, other region": key.replace(":eu-west-1:", ":us-east-1:"),
+    }
+
+
+@pytest.mark.parametrize("request_type", ["Create", "Update"])
+@pytest.mark.parametrize(
+    "form", ["aws-managed", "another key", "alias of the configured key", "same id, other region"]
+)
+def test_an_event_naming_another_key_is_refused_and_the_secret_stays_put(
+    handler, aws, configure, context, all_logs, request_type, form
+):
+    key = configure(new_key(aws))
+    aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=key)
+    requested = _other_forms(aws, key)[form]
+
+    with pytest.raises(handler.ProviderError) as err:
+        handler.on_event(event(request_type, props(requested), props(key), PhysicalResourceId=NAME), context)
+
+    message = str(err.value)
+    assert repr(requested) in message and key in message and handler.KEY_ENV in message
+    assert SECRET not in message
+    assert described(aws)["KeyId"] == key
+    assert value_of(aws) == SECRET
+    assert all(SECRET not in r.getMessage() for r in all_logs.records)
+
+
+def test_the_configured_key_by_its_bare_id_is_accepted_and_used_as_configured(
+    handler, aws, configure, context
+):
+    key = configure(new_key(aws))
+
+    handler.on_event(event("Create", props(key.rsplit("/", 1)[1])), context)
+
+    assert described(aws)["KeyId"] == key
+    assert value_of(aws) == PLACEHOLDER
+
+
+def test_without_a_configured_key_nothing_is_created_and_the_error_names_the_setting(handler, aws, context):
+    with pytest.raises(handler.ProviderError, match=handler.KEY_ENV):
+        handler.on_event(event("Create", props(new_key(aws))), context)
+
+    assert not aws.ssm.describe_parameters()["Parameters"]
+
+
+def test_a_delete_naming_another_key_still_applies_its_removal_policy(handler, aws, configure, context):
+    key = configure(new_key(aws))
+    handler.on_event(event("Create", props(key, RemovalPolicy="destroy")), context)
+
+    handler.on_event(
+        event("Delete", props("alias/aws/ssm", RemovalPolicy="destroy"), PhysicalResourceId=NAME)
+    )
+
+    assert not aws.ssm.describe_parameters()["Parameters"]
+
+
+def _refuse_decrypt(handler, monkeypatch, code: str, message: str) -> None:
+    real_client = handler.boto3.client
+
+    def client(service, *args, **kwargs):
+        c = real_client(service, *args, **kwargs)
+        real_get = c.get_parameter
+
+        def get_parameter(**kw):
+            if kw.get("WithDecryption"):
+                raise ClientError({"Error": {"Code": code, "Message": message}}, "GetParameter")
+            return real_get(**kw)
+
+        c.get_parameter = get_parameter
+        return c
+
+    monkeypatch.setattr(handler.boto3, "client", client)
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        ("AccessDeniedException", r"kms:Decrypt.*snowsage credentials set.*snowsage keypair generate"),
+        ("InvalidKeyId", r"enable it, cancel its deletion.*delete-parameter --name " + NAME),
+        ("ThrottlingException", r"retry the deployment"),
+    ],
+)
+def test_a_value_that_cannot_be_read_under_the_previous_key_stops_with_the_fix_and_is_kept(
+    handler, aws, configure, context, all_logs, monkeypatch, code, fix
+):
+    old, key = new_key(aws), new_key(aws)
+    created = props(configure(old))
+    handler.on_event(event("Create", created), context)
+    aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=old, Overwrite=True)
+    _refuse_decrypt(handler, monkeypatch, code, f"not authorized to perform kms:Decrypt on {old}")
+
+    configure(key)
+    with pytest.raises(handler.ProviderError, match=fix) as err:
+        handler.on_event(event("Update", props(key), created, PhysicalResourceId=NAME), context)
+
+    message = str(err.value)
+    assert NAME in message and code in message
+    if code != "ThrottlingException":
+        assert f"encrypted under key {old}" in message
+    assert SECRET not in message
+    # Nothing was written: the value and its key are as they were, for a retry after the fix.
+    assert described(aws)["KeyId"] == old
+    assert value_of(aws) == SECRET
+    assert all(SECRET not in r.getMessage() for r in all_logs.records)
+
+
+def test_a_rename_that_cannot_read_the_old_parameter_names_it_and_its_key(
+    handler, aws, configure, context, monkeypatch
+):
+    old, key = new_key(aws), configure(new_key(aws))
+    aws.ssm.put_parameter(Name=NAME, Value=SECRET, Type="SecureString", KeyId=old)
+    _refuse_decrypt(handler, monkeypatch, "AccessDeniedException", "denied")
+    renamed = props(key, ParameterName="/snowsage/prod/private_key")
+
+    with pytest.raises(handler.ProviderError) as err:
+        handler.on_event(event("Update", renamed, props(old), PhysicalResourceId=NAME), context)
+
+    assert f"cannot decrypt parameter {NAME}, encrypted under key {old}" in str(err.value)
+    assert SECRET not in str(err.value)
+    assert not aws.ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": ["/snowsage/prod/private_key"]}]
+    )["Parameters"]

@@ -335,13 +335,22 @@ def run_check(
         run.record("settings", False, _ms(t0), str(exc))
         return _report(run, "failed", f"{exc}.", None, None)
     except Exception as exc:  # noqa: BLE001 - AWS errors (AccessDenied, throttling) become a diagnosis
+        from snowsage.aws import is_throttling  # botocore: present wherever an AWS call just failed
+
         what = _aws_error_name(exc)
         run.record("settings", False, _ms(t0), f"reading SSM parameters failed: {what}")
-        msg = (
-            f"Reading the SSM parameters under /snowsage/{settings.env_name}/snowflake/ failed ({what}): "
-            "grant the function ssm:GetParameters on them and kms:Decrypt on their KMS key (redeploy "
-            "the stacks)."
-        )
+        failed = f"Reading the SSM parameters under /snowsage/{settings.env_name}/snowflake/ failed ({what})"
+        if is_throttling(exc):
+            msg = (
+                f"{failed}: SSM throttled the account's requests even after retries. Nothing is "
+                "misconfigured: run the check again in a minute, and if it recurs, spread out what "
+                "reads these parameters at the same time (notebook kernels, jobs, a tighter check schedule)."
+            )
+        else:
+            msg = (
+                f"{failed}: grant the function ssm:GetParameters on them and kms:Decrypt on their KMS "
+                "key (redeploy the stacks)."
+            )
         return _report(run, "failed", msg, None, None)
     else:
         run.record(

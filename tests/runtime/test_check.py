@@ -189,3 +189,23 @@ def test_wif_builds_workload_identity_kwargs_without_reading_a_secret(deploy, fe
     assert "password" not in kwargs and "private_key" not in kwargs
     assert asked and not any(name.rsplit("/", 1)[-1] in ("user", "private_key", "password") for name in asked)
     assert (kwargs["host"], kwargs["protocol"]) == ("127.0.0.1", "http")
+
+
+def test_ssm_throttling_is_not_blamed_on_permissions(deploy, test_key):
+    from botocore.exceptions import ClientError
+
+    settings = deploy(user="SVC", private_key=test_key.pem)
+
+    def throttled(names):
+        raise ClientError(
+            {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameters"
+        )
+
+    report = run_check(settings, throttled, timeouts=FAST)
+
+    assert_failed_at(report, "settings")
+    assert (
+        "ThrottlingException" in report["diagnosis"]
+        and "run the check again in a minute" in report["diagnosis"]
+    )
+    assert "redeploy" not in report["diagnosis"] and "grant" not in report["diagnosis"]

@@ -152,14 +152,28 @@ def _service_user(dep: Deployment, settings: RuntimeSettings, override: str | No
     )
 
 
-def _read_secret(what: str, option: str) -> str:
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _read_secret(what: str, option: str, prompt: str | None = None) -> str:
     """One line from stdin (or a hidden prompt on a terminal); never echoed, never an argument."""
     if sys.stdin is None:
         raise CliError(f"{option} needs standard input, but there is none")
-    if sys.stdin.isatty():
-        value = click.prompt(what.capitalize(), hide_input=True, err=True)
-    else:
-        value = sys.stdin.readline().rstrip("\r\n")
+    terminal = _stdin_is_terminal()
+    try:
+        if terminal:
+            value = click.prompt(prompt or what[:1].upper() + what[1:], hide_input=True, err=True)
+        else:
+            value = sys.stdin.readline().rstrip("\r\n")
+        value.encode("utf-8")  # a surrogate-escaped byte (C locale) is no more storable than a bad one
+    except UnicodeError:
+        source = "typed" if terminal else f"read by {option}"
+        raise CliError(
+            f"the {what} {source} is not UTF-8 text; SSM stores only text, so give the {what} as "
+            "UTF-8 (a key encrypted with a non-UTF-8 passphrase must be re-encrypted first, e.g. with "
+            "openssl pkcs8 -topk8 -v2 aes-256-cbc)"
+        ) from None
     if not value.strip():
         raise CliError(f"{option} read an empty {what}; pipe the {what} in on one line and try again")
     return value
@@ -499,9 +513,17 @@ def credentials_set(
         if passphrase_stdin:
             passphrase = _read_secret("passphrase", "--passphrase-stdin")
         elif _pem_is_encrypted(data):
-            passphrase = click.prompt(f"Passphrase for {private_key_file}", hide_input=True, err=True)
+            if not _stdin_is_terminal():  # click.prompt would read EOF and print a bare "Aborted!"
+                raise CliError(
+                    f"{private_key_file} is encrypted and there is no terminal to ask for its "
+                    "passphrase; pipe the passphrase in with --passphrase-stdin"
+                )
+            passphrase = _read_secret(
+                "passphrase", "--passphrase-stdin", f"Passphrase for {private_key_file}"
+            )
         try:
             key = keys.load_private_key(data, passphrase)
+            keys.require_supported_size(key)
         except keys.PrivateKeyError as exc:
             raise CliError(f"{private_key_file}: {exc}") from None
         writes["private_key"] = keys.private_key_to_pem(key, passphrase)  # normalised to PKCS#8

@@ -23,6 +23,15 @@ def generate_private_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def require_supported_size(key: rsa.RSAPrivateKey) -> None:
+    """Snowflake refuses RSA keys under 2048 bits; catch that before the key is stored."""
+    if key.key_size < min(ALLOWED_BITS):
+        raise PrivateKeyError(
+            f"the key is {key.key_size}-bit RSA; Snowflake needs at least {min(ALLOWED_BITS)} bits: "
+            "make a new one with `snowsage keypair generate` (2048 or 4096 bits)"
+        )
+
+
 def private_key_to_pem(key: rsa.RSAPrivateKey, passphrase: str | None = None) -> str:
     """PKCS#8 PEM, encrypted with the passphrase when one is given (Snowflake's accepted forms)."""
     encryption: serialization.KeySerializationEncryption = (

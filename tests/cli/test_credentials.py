@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from snowsage import cli as cli_module
 from snowsage import keys
 from snowsage.settings import PLACEHOLDER
 from tests.cli.conftest import USER
@@ -73,7 +74,8 @@ def test_set_encrypted_key_with_passphrase_on_stdin(deploy, run, key_file) -> No
     assert_not_shown(r.everything, passphrase, *key_fragments(pem, passphrase))
 
 
-def test_set_encrypted_key_asks_for_the_passphrase_without_echo(deploy, run, key_file) -> None:
+def test_set_encrypted_key_asks_for_the_passphrase_without_echo(deploy, run, key_file, monkeypatch) -> None:
+    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)  # CliRunner's stdin is a pipe
     d = deploy()
     passphrase = "prompted-passphrase-77"
     path, pem, key = key_file(passphrase)
@@ -194,3 +196,56 @@ def test_status_reports_a_key_that_does_not_load(deploy, run) -> None:
     r = run("--env", d.env, "credentials", "status")
     assert r.exit_code == 1 and "does not load" in r.stdout
     assert_not_shown(r.everything, "pp-one", "pp-two")
+
+
+def test_a_key_under_2048_bits_is_refused_before_anything_is_written(deploy, run, tmp_path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    d = deploy()
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key under test
+    path = tmp_path / "weak.pem"
+    path.write_text(keys.private_key_to_pem(weak))
+    r = run("--env", d.env, "credentials", "set", "--user", "NEW_SVC", "--private-key-file", str(path))
+    assert r.exit_code == 1
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert str(path) in r.stderr and "1024-bit RSA" in r.stderr and "at least 2048 bits" in r.stderr
+    assert "snowsage keypair generate" in r.stderr
+    assert d.value("private_key") == PLACEHOLDER and d.value("user") == USER
+    assert_not_shown(r.everything, *key_fragments(path.read_text()))
+
+
+def test_a_passphrase_that_is_not_utf8_is_one_clear_error(deploy, run, key_file) -> None:
+    d = deploy()
+    path, pem, _ = key_file("the-right-one")
+    r = run(
+        "--env",
+        d.env,
+        "credentials",
+        "set",
+        "--user",
+        "NEW_SVC",
+        "--private-key-file",
+        str(path),
+        "--passphrase-stdin",
+        input=b"caf\xe9-latin1\n",
+    )
+    assert r.exit_code == 1 and "Traceback" not in r.everything
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "passphrase read by --passphrase-stdin is not UTF-8 text" in r.stderr
+    assert d.value("private_key") == PLACEHOLDER and d.value("user") == USER
+    assert_not_shown(r.everything, "latin1", *key_fragments(pem, "the-right-one"))
+
+
+def test_an_encrypted_key_without_a_terminal_names_passphrase_stdin(deploy, run, key_file) -> None:
+    d = deploy()
+    path, _, _ = key_file("needs-a-passphrase")
+    r = run(
+        "--env", d.env, "credentials", "set", "--user", "NEW_SVC", "--private-key-file", str(path), input=""
+    )
+    assert r.exit_code == 1
+    assert "Aborted" not in r.everything
+    assert r.stderr.strip().splitlines() == [
+        f"Error: {path} is encrypted and there is no terminal to ask for its passphrase; pipe the "
+        "passphrase in with --passphrase-stdin"
+    ]
+    assert d.value("private_key") == PLACEHOLDER and d.value("user") == USER

@@ -118,12 +118,27 @@ class CustomResourceRunner:
             function_name=f"{stack}-{fn.logical_id}",
             function_arn=f"{arn_prefix}:{stack}-{fn.logical_id}",
             aws_env=self.aws_env,
+            environment=self._deployed_environment(fn.environment, event["ServiceToken"]),
         )
         if not result.ok:
             raise CustomResourceError(f"handler {fn.logical_id} failed: {result.error}\n{result.log[-2000:]}")
         payload = result.payload or {}
         physical_id = str(payload.get("PhysicalResourceId") or event["RequestId"])
         return physical_id, dict(payload.get("Data") or {}), f"our handler {fn.handler} from cdk.out"
+
+    def _deployed_environment(self, template_env: Mapping[str, Any], service_token: str) -> dict[str, str]:
+        """The template's variables, except CloudFormation expressions (the secure-parameter handler's
+        key ARN), which take the value moto resolved on the deployed user function."""
+        if all(isinstance(v, str) for v in template_env.values()):
+            return dict(template_env)
+        lambda_ = self.client("lambda")
+
+        def variables(function: str) -> dict[str, str]:
+            config = lambda_.get_function_configuration(FunctionName=function)
+            return dict(config.get("Environment", {}).get("Variables", {}))
+
+        deployed = variables(variables(service_token)["USER_ON_EVENT_FUNCTION_ARN"])
+        return {k: v if isinstance(v, str) else deployed[k] for k, v in template_env.items()}
 
     def _restrict_default_sg(self, props: Mapping[str, Any]) -> None:
         ec2 = self.client("ec2")

@@ -75,7 +75,15 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _PLATFORM = re.compile(r"^notebook-al2023-v\d+$")
-_SCHEDULE = re.compile(r"^(rate\(\s*\d+\s+(minute|minutes|hour|hours|day|days)\s*\)|cron\(.+\))$")
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_CRON = re.compile(r"^cron\(\s*(.+?)\s*\)$")
+_RATE_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# The heartbeat alarm fires when no check succeeded in this many schedule periods.
+HEARTBEAT_PERIODS = 2
+# CloudWatch refuses an alarm whose period x evaluation periods exceeds 7 days (1 day when the
+# period is under an hour, which two periods of under an hour never reach).
+MAX_ALARM_WINDOW_SECONDS = 7 * 86400
+DAY_SECONDS = 86400
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VPCE_SERVICE = re.compile(r"^com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]+$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -128,6 +136,13 @@ class AppConfig:
     @property
     def parameter_prefix(self) -> str:
         return f"/snowsage/{self.env_name}/snowflake/"
+
+    @property
+    def check_period_seconds(self) -> int | None:
+        """How often the scheduled check runs (a day for a daily cron); None when it is off."""
+        if self.check_schedule is None:
+            return None
+        return schedule_period_seconds("check_schedule", self.check_schedule)
 
     @property
     def account_host(self) -> str:
@@ -292,6 +307,66 @@ def _retention(key: str, value: Any) -> int:
     return n
 
 
+def schedule_period_seconds(key: str, value: Any) -> int:
+    """The period the heartbeat alarm watches for ``value``, an EventBridge schedule expression.
+
+    rate(N unit) gives N units. A cron schedule has no fixed period, so only one that runs on every
+    day is accepted: its hours and minutes repeat daily, so no gap exceeds a day, and the
+    heartbeat watches one-day periods. A weekly or monthly cron would leave the alarm either
+    blind or firing between runs, so it is refused with the fix.
+    """
+    usage = "expected an EventBridge schedule such as 'rate(1 hour)' or 'cron(0 8 * * ? *)', or 'off'"
+    text = value.strip() if isinstance(value, str) else value
+    rate = _RATE.match(text) if isinstance(text, str) else None
+    if rate:
+        count, unit = int(rate.group(1)), rate.group(2)
+        singular = unit.rstrip("s")
+        if count < 1:
+            raise _fail(key, value, f"a rate needs at least 1 {singular}, e.g. 'rate(1 hour)'")
+        # EventBridge itself refuses 'rate(1 hours)' and 'rate(5 minute)' at deploy time.
+        if (count == 1) != (unit == singular):
+            fixed = f"rate({count} {singular if count == 1 else singular + 's'})"
+            raise _fail(
+                key, value, f"EventBridge wants the unit singular for 1 and plural otherwise: '{fixed}'"
+            )
+        period = count * _RATE_UNIT_SECONDS[singular]
+        if period * HEARTBEAT_PERIODS > MAX_ALARM_WINDOW_SECONDS:
+            longest = MAX_ALARM_WINDOW_SECONDS // HEARTBEAT_PERIODS // 3600
+            raise _fail(
+                key,
+                value,
+                f"the heartbeat alarm watches {HEARTBEAT_PERIODS} periods and CloudWatch alarms look back "
+                f"at most 7 days, so the longest schedule is 'rate({longest} hours)'",
+            )
+        return period
+    cron = _CRON.match(text) if isinstance(text, str) else None
+    if cron:
+        fields = cron.group(1).split()
+        if len(fields) != 6:
+            raise _fail(
+                key,
+                value,
+                "an EventBridge cron has 6 fields (minutes hours day-of-month month day-of-week year), "
+                "e.g. 'cron(0 8 * * ? *)'",
+            )
+        _minutes, _hours, day_of_month, month, day_of_week, year = fields
+        if not (day_of_month in ("*", "?") and day_of_week in ("*", "?") and month == "*" and year == "*"):
+            raise _fail(
+                key,
+                value,
+                "the heartbeat alarm can only watch a cron that runs every day (day-of-month and "
+                "day-of-week '*' or '?', month and year '*'), e.g. 'cron(0 8 * * ? *)'; use "
+                "'rate(...)' for anything else",
+            )
+        return DAY_SECONDS
+    raise _fail(key, value, usage)
+
+
+def _check_schedule(key: str, value: Any) -> str:
+    schedule_period_seconds(key, value)
+    return str(value).strip()
+
+
 def _minutes_or_zero(key: str, value: Any) -> int:
     return _int(5, 1440, extra=(0,))(key, value)
 
@@ -347,12 +422,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "backup_minutes": _minutes_or_zero,
     "removal_policy": _choice("retain", "destroy"),
     "log_retention_days": _retention,
-    "check_schedule": _optional(
-        _str(
-            _SCHEDULE,
-            "expected an EventBridge schedule such as 'rate(1 hour)' or 'cron(0 8 * * ? *)', or 'off'",
-        )
-    ),
+    "check_schedule": _optional(_check_schedule),
     "alarm_email": _optional(_str(_EMAIL, "expected an email address for the failure alarm, or null")),
 }
 

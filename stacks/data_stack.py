@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from .config import AppConfig
+from .constructs.connectivity_check import CheckNames
 from .constructs.encryption import EncryptionKey
 from .constructs.lambda_defaults import retention
 from .constructs.parameters import SnowflakeParameters
@@ -31,7 +32,13 @@ class DataStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, **kwargs: object) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
         self._zones = list(cfg.availability_zones)
-        self.key = EncryptionKey(self, "Encryption", env_name=cfg.env_name, removal_policy=removal(cfg)).key
+        self.key = EncryptionKey(
+            self,
+            "Encryption",
+            env_name=cfg.env_name,
+            removal_policy=removal(cfg),
+            check_names=CheckNames.for_env(cfg.env_name),
+        ).key
         settings = {
             "account": cfg.snowflake_account,
             "role": cfg.snowflake_role,

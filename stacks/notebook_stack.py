@@ -8,7 +8,7 @@ from constructs import Construct
 from snowsage.settings import RuntimeSettings
 
 from .config import AppConfig
-from .constructs.connectivity_check import ConnectivityCheck
+from .constructs.connectivity_check import CheckNames, ConnectivityCheck
 from .constructs.lambda_defaults import retention
 from .constructs.notebook import Notebook
 from .data_stack import DataStack, results_bucket_name
@@ -34,7 +34,7 @@ class NotebookStack(cdk.Stack):
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
         self._zones = list(cfg.availability_zones)
         notebook_name = f"snowsage-{cfg.env_name}"
-        check_name = f"snowsage-{cfg.env_name}-check"
+        check_names = CheckNames.for_env(cfg.env_name)
         self.node.add_dependency(data)  # the bucket is referenced by name, not by token
         settings = RuntimeSettings(
             env_name=cfg.env_name,
@@ -44,7 +44,7 @@ class NotebookStack(cdk.Stack):
             user=cfg.snowflake_user,
             bucket=results_bucket_name(cfg),
             notebook_name=notebook_name,
-            check_function=check_name,
+            check_function=check_names.function,
         )
         settings_json = self.to_json_string(settings.to_dict())
         arns = data.parameters.parameter_arns()
@@ -55,7 +55,7 @@ class NotebookStack(cdk.Stack):
             self,
             "Check",
             env_name=cfg.env_name,
-            function_name=check_name,
+            names=check_names,
             key=data.key,
             vpc=net.vpc,
             subnets=net.private_subnets,
@@ -64,6 +64,7 @@ class NotebookStack(cdk.Stack):
             settings_json=settings_json,
             log_retention=retention(cfg.log_retention_days),
             schedule=cfg.check_schedule,
+            schedule_period_seconds=cfg.check_period_seconds,
             alarm_email=cfg.alarm_email,
         )
         self.notebook = Notebook(
@@ -98,7 +99,10 @@ class NotebookStack(cdk.Stack):
                 self.check.role.role_arn,
                 "Check function role (for Snowflake workload identity)",
             ),
-            "AlarmTopicArn": (self.check.topic.topic_arn, "Subscribe here for check failures"),
+            "AlarmTopicArn": (
+                self.check.topic.topic_arn,
+                "Every check alarm (failed, errors, dead letters, heartbeat) notifies this topic",
+            ),
         }
         for key, (value, description) in outputs.items():
             cdk.CfnOutput(self, key, value=value, description=description)

@@ -22,10 +22,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 
 from snowsage.diagnostics import run_check, settings_error_report
+from snowsage.metrics import METRIC_BY_STATUS
 from snowsage.settings import SETTINGS_ENV_VAR, RuntimeSettings, SettingsError
 
 PARAMETER_MAX_AGE = 60
-METRIC_BY_STATUS = {"ok": "CheckOk", "failed": "CheckFailed", "not_configured": "CheckNotConfigured"}
 
 logger = Logger()
 metrics = Metrics()

@@ -1,11 +1,14 @@
 """The connectivity check: a Lambda in the private subnets that proves the path to Snowflake.
 
 It reads the parameters (decrypting via SSM only), runs on a schedule, publishes one EMF metric
-per run, alarms to an encrypted topic on failures, and parks failed async invocations in an
-encrypted queue. Its environment names parameters; it never holds a secret.
+per run, and parks failed async invocations in an encrypted queue. Four alarms report to one
+encrypted topic: a failed check, a function error, a dead letter, and no successful check in two
+schedule periods. Its environment names parameters; it never holds a secret.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -22,15 +25,32 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from snowsage import metrics
 from snowsage.settings import SETTINGS_ENV_VAR
+from stacks.config import HEARTBEAT_PERIODS
 
 from .bundling import REPO_ROOT, LambdaLocalBundling, local_bundling_options
 from .lambda_defaults import LAMBDA_ARCH, LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, log_group
 from .nag import acknowledge, checkov_skip, least_privilege_role
 
 CHECK_SOURCE = REPO_ROOT / "lambda" / "connectivity_check"
-METRICS_NAMESPACE = "SnowSage"
-FAILED_METRIC = "CheckFailed"
+
+
+@dataclass(frozen=True)
+class CheckNames:
+    """Fixed names, so the Data stack's key policy can name the queue and the alarms without a
+    reference into the Notebook stack (which depends on it)."""
+
+    function: str
+    dead_letter_queue: str
+    alarm_prefix: str
+
+    @classmethod
+    def for_env(cls, env_name: str) -> CheckNames:
+        function = f"snowsage-{env_name}-check"
+        return cls(
+            function=function, dead_letter_queue=f"{function}-dead-letters", alarm_prefix=f"{function}-"
+        )
 
 
 def check_code(arch: str | None = "aarch64", python_version: str = LAMBDA_PYTHON_VERSION) -> lambda_.Code:
@@ -55,7 +75,7 @@ class ConnectivityCheck(Construct):
         id: str,
         *,
         env_name: str,
-        function_name: str,
+        names: CheckNames,
         key: kms.IKey,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
@@ -64,6 +84,7 @@ class ConnectivityCheck(Construct):
         settings_json: str,
         log_retention: logs.RetentionDays,
         schedule: str | None,
+        schedule_period_seconds: int | None,
         alarm_email: str | None,
     ) -> None:
         super().__init__(scope, id)
@@ -72,6 +93,7 @@ class ConnectivityCheck(Construct):
         self.dead_letters = sqs.Queue(
             self,
             "FailedInvocations",
+            queue_name=names.dead_letter_queue,
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=key,
             enforce_ssl=True,
@@ -138,7 +160,7 @@ class ConnectivityCheck(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             architecture=LAMBDA_ARCH,
-            function_name=function_name,
+            function_name=names.function,
             handler="handler.handler",
             code=check_code(),
             role=self.role.without_policy_updates(),
@@ -157,7 +179,7 @@ class ConnectivityCheck(Construct):
             environment={
                 SETTINGS_ENV_VAR: settings_json,
                 "POWERTOOLS_SERVICE_NAME": f"snowsage-{env_name}-check",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
         )
@@ -188,26 +210,24 @@ class ConnectivityCheck(Construct):
         )
         if alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(alarm_email))
-        failures = cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
-            metric_name=FAILED_METRIC,
-            dimensions_map={"service": f"snowsage-{env_name}-check"},
-            statistic="Sum",
-            period=cdk.Duration.minutes(5),
+        self.alarms = self._build_alarms(env_name, names, schedule_period_seconds)
+        for alarm in self.alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+            alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+        # CDK's topic policy replaces SNS's default one, which is what let CloudWatch publish: without
+        # this statement every alarm action is refused on real AWS (moto does not enforce it).
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCheckAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": [alarm.alarm_arn for alarm in self.alarms]},
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                },
+            )
         )
-        self.alarm = cloudwatch.Alarm(
-            self,
-            "FailureAlarm",
-            alarm_description=f"snowsage {env_name}: the Snowflake connectivity check failed; run `snowsage check` for the failing step",
-            metric=failures,
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            # "Not configured yet" publishes a different metric, so it never wakes anyone.
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self.alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
-        self.alarm.add_ok_action(cw_actions.SnsAction(self.topic))
 
         self.schedule = None
         if schedule:
@@ -225,3 +245,83 @@ class ConnectivityCheck(Construct):
                     )
                 ],
             )
+
+    def _build_alarms(
+        self, env_name: str, names: CheckNames, schedule_period_seconds: int | None
+    ) -> list[cloudwatch.Alarm]:
+        """A failed check, an error before the check could report, a dead letter, and, with a
+        schedule, silence: each alone would let a broken monitor look healthy."""
+        five_minutes = cdk.Duration.minutes(5)
+        at_least_once = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        service = {"service": f"snowsage-{env_name}-check"}
+        alarms = [
+            cloudwatch.Alarm(
+                self,
+                "FailureAlarm",
+                alarm_name=f"{names.alarm_prefix}failed",
+                alarm_description=f"snowsage {env_name}: the Snowflake connectivity check failed; run `snowsage check` for the failing step",
+                metric=cloudwatch.Metric(
+                    namespace=metrics.NAMESPACE,
+                    metric_name=metrics.CHECK_FAILED,
+                    dimensions_map=service,
+                    statistic="Sum",
+                    period=five_minutes,
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=at_least_once,
+                # "Not configured yet" publishes a different metric, so it never counts as failed.
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ErrorAlarm",
+                alarm_name=f"{names.alarm_prefix}errors",
+                alarm_description=f"snowsage {env_name}: the check function raised an error before it could report; "
+                f"read its log group, then run `snowsage check`",
+                metric=self.function.metric_errors(statistic="Sum", period=five_minutes),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=at_least_once,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "DeadLetterAlarm",
+                alarm_name=f"{names.alarm_prefix}dead-letters",
+                alarm_description=f"snowsage {env_name}: a check invocation was dead-lettered to {names.dead_letter_queue} "
+                "(throttled, failed or undeliverable); read the message attributes, then purge the queue",
+                metric=self.dead_letters.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=five_minutes
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=at_least_once,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        if schedule_period_seconds:
+            alarms.append(
+                cloudwatch.Alarm(
+                    self,
+                    "HeartbeatAlarm",
+                    alarm_name=f"{names.alarm_prefix}heartbeat",
+                    alarm_description=f"snowsage {env_name}: no successful connectivity check in {HEARTBEAT_PERIODS} "
+                    "schedule periods (schedule disabled, function throttled or failing, or credentials "
+                    "not set yet); run `snowsage check`",
+                    metric=cloudwatch.Metric(
+                        namespace=metrics.NAMESPACE,
+                        metric_name=metrics.CHECK_OK,
+                        dimensions_map=service,
+                        statistic="Sum",
+                        period=cdk.Duration.seconds(schedule_period_seconds),
+                    ),
+                    threshold=1,
+                    evaluation_periods=HEARTBEAT_PERIODS,
+                    datapoints_to_alarm=HEARTBEAT_PERIODS,
+                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    # Silence is the failure this alarm exists for.
+                    treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                )
+            )
+        return alarms

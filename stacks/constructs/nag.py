@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
@@ -18,11 +21,14 @@ def least_privilege_role(
     service: str,
     description: str,
     statements: list[iam.PolicyStatement],
+    trust_conditions: Mapping[str, Any] | None = None,
 ) -> iam.Role:
     """A role whose permissions are exactly ``statements``, in a customer-managed policy (no inline
-    policy). Returns the role; pass ``role.without_policy_updates()`` to constructs that would
-    otherwise add grants of their own, so nothing beyond these statements is ever attached."""
-    role = iam.Role(scope, id, assumed_by=iam.ServicePrincipal(service), description=description)  # type: ignore[arg-type]
+    policy), assumable by ``service`` only under ``trust_conditions``. Returns the role; pass
+    ``role.without_policy_updates()`` to constructs that would otherwise add grants of their own,
+    so nothing beyond these statements is ever attached."""
+    principal = iam.ServicePrincipal(service, conditions=dict(trust_conditions) if trust_conditions else None)
+    role = iam.Role(scope, id, assumed_by=principal, description=description)  # type: ignore[arg-type]
     policy = iam.ManagedPolicy(scope, f"{id}Policy", statements=statements, description=description)  # type: ignore[arg-type]
     role.add_managed_policy(policy)
     return role

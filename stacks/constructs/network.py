@@ -84,11 +84,22 @@ class Network(Construct):
             subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS if nat else ec2.SubnetType.PRIVATE_ISOLATED
         )
         flow_logs = log_group(self, "FlowLogs", key=key, retention=retention(cfg.log_retention_days))
+        stack = cdk.Stack.of(self)
         flow_role = least_privilege_role(
             self,
             "FlowLogRole",
             service="vpc-flow-logs.amazonaws.com",
             description="VPC flow logs: write to the flow-log group only",
+            # Flow logs send both keys when they assume the role (confused-deputy guard): only flow
+            # logs of this account and region may write through it.
+            trust_conditions={
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {
+                    "aws:SourceArn": stack.format_arn(
+                        service="ec2", resource="vpc-flow-log", resource_name="*"
+                    )
+                },
+            },
             statements=[
                 iam.PolicyStatement(
                     sid="WriteFlowLogs",

@@ -25,6 +25,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from snowsage.notebook import RESULTS_PREFIX
+
 from .bundling import REPO_ROOT, BundlingError, cached_tree, content_digest, copy_tree, link_tree, pip_target
 from .nag import acknowledge, wildcard_finding
 
@@ -141,10 +143,22 @@ class Notebook(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            # Confused-deputy guard: SageMaker may assume the role only for this account. AWS's
+            # SageMaker guide documents aws:SourceArn values for jobs, endpoints, pipelines and
+            # Studio but not for notebook instances, and a condition on a key the service does not
+            # send would stop the notebook from starting, so the ARN is not pinned.
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
             description=f"snowsage notebook {name}: read its Snowflake parameters, use its bucket, stop itself",
         )
         bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
+        # What the notebook touches in the bucket: to_s3/read_s3 under results/, and its own backup
+        # (on_create.sh restores it, the on_start.sh cron syncs to it). Another notebook's backup,
+        # or anything else a later feature puts in the bucket, stays out of reach.
+        self.backup_prefix = f"backups/{name}/"
+        own_prefixes = [RESULTS_PREFIX, self.backup_prefix]
+        own_objects = [f"{bucket_arn}/{prefix}*" for prefix in own_prefixes]
         log_streams_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/NotebookInstances"
         notebook_arn = stack.format_arn(
             service="sagemaker", resource="notebook-instance", resource_name=name.lower()
@@ -172,12 +186,17 @@ class Notebook(Construct):
                     conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
                 ),
                 iam.PolicyStatement(
-                    sid="ListResultsBucket", actions=["s3:ListBucket"], resources=[bucket_arn]
+                    # `aws s3 sync` lists the backup prefix; listing results/ lets a user see them.
+                    sid="ListOwnPrefixes",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in own_prefixes]}},
                 ),
                 iam.PolicyStatement(
-                    sid="ReadWriteResults",
-                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    resources=[f"{bucket_arn}/*"],
+                    # AbortMultipartUpload: upload_fileobj cleans up a large write that failed halfway.
+                    sid="ReadWriteOwnObjects",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                    resources=own_objects,
                 ),
                 iam.PolicyStatement(
                     sid="ReadWheelhouse",
@@ -216,12 +235,17 @@ class Notebook(Construct):
             "SageMaker names this notebook's log streams <notebook>/LifecycleConfigOnStart, "
             "<notebook>/jupyter.log, ...; the wildcard covers only this notebook's streams.",
         )
-        acknowledge(
-            self.policy,
-            wildcard_finding(f"{bucket_arn}/*"),
-            "Data scientists read and write their own result objects (Parquet, backups) anywhere "
-            "in the dedicated results bucket; nothing else is in it.",
-        )
+        for resource, reason in zip(
+            own_objects,
+            (
+                "to_s3/read_s3 write and read Parquet results under results/<name>.parquet, names the "
+                "data scientist chooses; the wildcard covers only the results/ prefix.",
+                "The backup cron syncs the notebook's home folder, any file name, to its own "
+                f"backups/{name}/ prefix and on_create restores from it; no other notebook's backup.",
+            ),
+            strict=True,
+        ):
+            acknowledge(self.policy, wildcard_finding(resource), reason)
 
         values = {
             "SETTINGS_B64": cdk.Fn.base64(settings_json),

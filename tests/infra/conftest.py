@@ -33,6 +33,7 @@ PRIVATELINK = {
     "privatelink_account_url": "xy12345.us-east-1.privatelink.snowflakecomputing.com",
     "privatelink_ocsp_url": "ocsp.xy12345.us-east-1.privatelink.snowflakecomputing.com",
     "alarm_email": "data-platform@example.com",
+    "check_schedule": "rate(30 minutes)",
     "removal_policy": "destroy",
 }
 

@@ -42,6 +42,27 @@ def test_cli_strings_are_parsed() -> None:
     assert cfg.snowflake_port == 8080 and cfg.account_host == "localhost"
 
 
+@pytest.mark.parametrize(
+    ("schedule", "period"),
+    [
+        ("rate(1 minute)", 60),
+        ("rate(15 minutes)", 900),
+        ("rate(1 hour)", 3600),
+        ("rate(84 hours)", 302_400),
+        ("rate(3 days)", 259_200),
+        ("cron(0 8 * * ? *)", 86_400),
+        ("cron(0/10 * ? * * *)", 86_400),
+        ("off", None),
+    ],
+)
+def test_check_period_is_what_the_heartbeat_alarm_watches(schedule: str, period: int | None) -> None:
+    cfg = load_config({**BASE_CONTEXT, "check_schedule": schedule})
+    assert cfg.check_period_seconds == period
+    if period:
+        # Two periods must fit CloudWatch's alarm window: 1 day under an hour, 7 days otherwise.
+        assert 2 * period <= (86_400 if period < 3600 else 604_800)
+
+
 def test_privatelink_defaults_enable_endpoints() -> None:
     cfg = load_config({**BASE_CONTEXT, **PRIVATELINK})
     assert {"ssm", "kms", "logs", "sagemaker_api", "sagemaker_notebook"} <= set(cfg.interface_endpoints)
@@ -94,6 +115,13 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"removal_policy": "snapshot"}, "removal_policy", "'retain', 'destroy'"),
     ({"log_retention_days": 100}, "log_retention_days", "CloudWatch Logs accepts"),
     ({"check_schedule": "every hour"}, "check_schedule", "rate(1 hour)"),
+    ({"check_schedule": "rate(1 hours)"}, "check_schedule", "'rate(1 hour)'"),
+    ({"check_schedule": "rate(5 minute)"}, "check_schedule", "'rate(5 minutes)'"),
+    ({"check_schedule": "rate(0 minutes)"}, "check_schedule", "at least 1 minute"),
+    ({"check_schedule": "rate(4 days)"}, "check_schedule", "'rate(84 hours)'"),
+    ({"check_schedule": "cron(0 8 ? * MON *)"}, "check_schedule", "runs every day"),
+    ({"check_schedule": "cron(0 8 1 * ? *)"}, "check_schedule", "runs every day"),
+    ({"check_schedule": "cron(0 8 * *)"}, "check_schedule", "6 fields"),
     ({"alarm_email": "not-an-email"}, "alarm_email", "email address"),
     ({"idle_stop_minutes": 2}, "idle_stop_minutes", "or 0"),
     ({"backup_minutes": -1}, "backup_minutes", "or 0"),

@@ -77,6 +77,7 @@ def test_notebook_role_has_no_managed_aws_policy_and_exact_permissions(nat: Synt
         "s3:GetObject",
         "s3:PutObject",
         "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
         "logs:CreateLogGroup",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -115,6 +116,61 @@ def test_notebook_role_has_no_managed_aws_policy_and_exact_permissions(nat: Synt
     # Stop/describe exactly this notebook.
     assert "notebook-instance/snowsage-dev" in json.dumps(by_sid["IdleStopItself"]["Resource"])
     assert "*" not in json.dumps(by_sid["IdleStopItself"]["Resource"])
+
+
+def _joined_text(value: Any) -> str:
+    """A Fn::Join (or a plain string) as text, every token written as <token>."""
+    if isinstance(value, str):
+        return value
+    return "".join(p if isinstance(p, str) else "<token>" for p in value["Fn::Join"][1])
+
+
+def test_notebook_s3_access_is_results_and_its_own_backups_only(any_synth: Synth) -> None:
+    from snowsage.notebook import RESULTS_PREFIX, result_key
+
+    s = any_synth
+    bucket = f"arn:aws:s3:::snowsage-{s.cfg.env_name}-results-<token>-us-east-1"
+    backups = f"backups/snowsage-{s.cfg.env_name}/"
+    policy = _policy_of_role(s, "notebook", "NotebookPolicy")
+    s3 = [st for st in _statements(policy) if any(a.startswith("s3:") for a in _actions(st))]
+    by_sid = {st["Sid"]: st for st in s3}
+    assert set(by_sid) == {"ListOwnPrefixes", "ReadWriteOwnObjects", "ReadWheelhouse"}
+    listing = by_sid["ListOwnPrefixes"]
+    assert _actions(listing) == {"s3:ListBucket"} and _joined_text(listing["Resource"]) == bucket
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["results/*", f"{backups}*"]}}
+    objects = by_sid["ReadWriteOwnObjects"]
+    assert sorted(_joined_text(r) for r in objects["Resource"]) == [
+        f"{bucket}/{backups}*",
+        f"{bucket}/results/*",
+    ]
+    # Where the notebook helper and the lifecycle scripts actually read and write.
+    assert result_key("quickstart/housing").startswith(RESULTS_PREFIX) and RESULTS_PREFIX == "results/"
+    lc = next(iter(s.resources("notebook", "AWS::SageMaker::NotebookInstanceLifecycleConfig").values()))
+    for phase in ("OnCreate", "OnStart"):
+        script = _joined_text(lc["Properties"][phase][0]["Content"]["Fn::Base64"])
+        uri = re.search(r"BACKUP_S3_URI='s3://([^/']+)/([^']*)'", script)
+        assert uri, phase
+        assert f"arn:aws:s3:::{uri.group(1)}" == bucket and uri.group(2) == backups, phase
+
+
+def test_service_role_trust_is_scoped_to_this_account(any_synth: Synth) -> None:
+    account = {"Ref": "AWS::AccountId"}
+
+    def trust(kind: str, prefix: str) -> dict[str, Any]:
+        roles = [v for k, v in any_synth.resources(kind, "AWS::IAM::Role").items() if k.startswith(prefix)]
+        assert len(roles) == 1, prefix
+        (statement,) = roles[0]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        return statement
+
+    notebook = trust("notebook", "NotebookRole")
+    assert notebook["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert notebook["Condition"] == {"StringEquals": {"aws:SourceAccount": account}}
+    flow = trust("network", "NetworkFlowLogRole")
+    assert flow["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert flow["Condition"]["StringEquals"] == {"aws:SourceAccount": account}
+    assert _joined_text(flow["Condition"]["ArnLike"]["aws:SourceArn"]) == (
+        "arn:aws:ec2:us-east-1:<token>:vpc-flow-log/*"
+    )
 
 
 def test_notebook_lifecycle_scripts_rendered_and_small(any_synth: Synth) -> None:
@@ -418,7 +474,7 @@ def test_schedule_alarm_and_encrypted_topic(any_synth: Synth) -> None:
     s = any_synth
     nb = s.template("notebook")
     nb.has_resource_properties(
-        "AWS::Events::Rule", {"ScheduleExpression": "rate(1 hour)", "State": "ENABLED"}
+        "AWS::Events::Rule", {"ScheduleExpression": s.cfg.check_schedule, "State": "ENABLED"}
     )
     nb.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
     nb.has_resource_properties(
@@ -436,13 +492,6 @@ def test_schedule_alarm_and_encrypted_topic(any_synth: Synth) -> None:
         assert [v["Properties"]["Endpoint"] for v in subs.values()] == [s.cfg.alarm_email]
     else:
         assert not subs
-
-
-def test_schedule_can_be_turned_off(tmp_path) -> None:
-    from .conftest import synthesize
-
-    s = synthesize(tmp_path, check_schedule="off", env_name="nosched")
-    assert not s.resources("notebook", "AWS::Events::Rule")
 
 
 def test_outputs_a_user_needs(nat: Synth) -> None:

@@ -2,8 +2,8 @@
 
 It reads the parameters (decrypting via SSM only), runs on a schedule, publishes one EMF metric
 per run, and parks failed async invocations in an encrypted queue. Four alarms report to one
-encrypted topic: a failed check, a function error, a dead letter, and no successful check in two
-schedule periods. Its environment names parameters; it never holds a secret.
+encrypted topic: a failed check, a function error, a dead letter, and (with a schedule) no
+successful check in two schedule periods. Its environment names parameters; it never holds a secret.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from snowsage import __version__, keys
 from snowsage import setup_sql as sql
 from snowsage.aws import aws_error_message, quiet_sdk_loggers
+from snowsage.credential_store import CredentialWriteError, TagChange, store_together
 from snowsage.settings import PLACEHOLDER, RuntimeSettings, is_placeholder
 from snowsage.stack_outputs import (
     TAG_FINGERPRINT,
@@ -49,7 +50,7 @@ class SnowsageGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (DeploymentError, sql.SqlValueError, keys.PrivateKeyError) as exc:
+        except (DeploymentError, sql.SqlValueError, keys.PrivateKeyError, CredentialWriteError) as exc:
             raise CliError(str(exc)) from None
         except (ClientError, BotoCoreError) as exc:
             raise CliError(aws_error_message(exc)) from None
@@ -204,9 +205,18 @@ def _current_key(dep: Deployment, settings: RuntimeSettings) -> tuple[Any | None
         return None, str(exc)
 
 
-def _store_key(dep: Deployment, settings: RuntimeSettings, pem: str, passphrase: str | None) -> None:
-    dep.put_secure(settings.parameters["private_key"], pem)
-    dep.put_secure(settings.parameters["private_key_passphrase"], passphrase or PLACEHOLDER)
+def _store_key(
+    dep: Deployment, settings: RuntimeSettings, pem: str, passphrase: str | None, tags: TagChange
+) -> None:
+    store_together(
+        dep,
+        {
+            settings.parameters["private_key"]: pem,
+            settings.parameters["private_key_passphrase"]: passphrase or PLACEHOLDER,
+        },
+        what="private key and passphrase",
+        tags=tags,
+    )
 
 
 def _fail(ctx: click.Context) -> NoReturn:
@@ -327,7 +337,18 @@ def keypair_generate(c: Ctx, bits: str, passphrase_stdin: bool, out: Path | None
     try:
         key = keys.generate_private_key(int(bits))
         pem = keys.private_key_to_pem(key, passphrase)
-        _store_key(dep, settings, pem, passphrase)
+        fp = keys.fingerprint(key)
+        _store_key(
+            dep,
+            settings,
+            pem,
+            passphrase,
+            TagChange(
+                settings.parameters["private_key"],
+                {TAG_SLOT: "1", TAG_FINGERPRINT: fp},
+                remove=(TAG_RETIRED_SLOT, TAG_RETIRED_FINGERPRINT),
+            ),
+        )
         if fd is not None:
             os.fchmod(fd, 0o600)
             os.write(fd, pem.encode())
@@ -340,12 +361,6 @@ def keypair_generate(c: Ctx, bits: str, passphrase_stdin: bool, out: Path | None
     finally:
         if fd is not None:
             os.close(fd)
-    fp = keys.fingerprint(key)
-    dep.set_tags(
-        settings.parameters["private_key"],
-        {TAG_SLOT: "1", TAG_FINGERPRINT: fp},
-        remove=(TAG_RETIRED_SLOT, TAG_RETIRED_FINGERPRINT),
-    )
     text = _key_sql(user, 1, key)
     c.note(
         f"Stored a new {bits}-bit RSA private key in {settings.parameters['private_key']} "
@@ -446,15 +461,20 @@ def keypair_rotate(
             f"rotation cancelled; nothing was stored and the key in {sql.slot_column(live)} stays live; "
             "run `snowsage keypair rotate` again when the admin is ready"
         )
-    _store_key(dep, settings, keys.private_key_to_pem(key, passphrase), passphrase)
-    dep.set_tags(
-        param,
-        {
-            TAG_SLOT: str(new_slot),
-            TAG_FINGERPRINT: keys.fingerprint(key),
-            TAG_RETIRED_SLOT: str(live),
-            TAG_RETIRED_FINGERPRINT: keys.fingerprint(current),
-        },
+    _store_key(
+        dep,
+        settings,
+        keys.private_key_to_pem(key, passphrase),
+        passphrase,
+        TagChange(
+            param,
+            {
+                TAG_SLOT: str(new_slot),
+                TAG_FINGERPRINT: keys.fingerprint(key),
+                TAG_RETIRED_SLOT: str(live),
+                TAG_RETIRED_FINGERPRINT: keys.fingerprint(current),
+            },
+        ),
     )
     c.note(f"Stored the new key in {param}. Next: `snowsage check`, then `snowsage keypair rotate --finish`.")
 
@@ -498,7 +518,8 @@ def credentials_set(
     by_key = settings.secret_parameter_names()
     dep.require_parameters(by_key)  # every target exists before anything is written
 
-    writes: dict[str, str] = {"user": user}
+    # The secret first (see credential_store), the user last: all three only work together.
+    writes: dict[str, str] = {}
     key = None
     if private_key_file:
         try:
@@ -530,20 +551,27 @@ def credentials_set(
         writes["private_key_passphrase"] = passphrase or PLACEHOLDER
     else:
         writes["password"] = _read_secret("password", "--password-stdin")
+    writes["user"] = user
 
-    for k, value in writes.items():
-        dep.put_secure(by_key[k], value)
+    tags = None
+    if key is not None:
+        # The key's Snowflake slot is unknown; `keypair rotate` asks for it (--live-slot) if needed.
+        tags = TagChange(
+            by_key["private_key"],
+            {TAG_FINGERPRINT: keys.fingerprint(key)},
+            remove=(TAG_SLOT, TAG_RETIRED_SLOT, TAG_RETIRED_FINGERPRINT),
+        )
+    store_together(
+        dep,
+        {by_key[k]: value for k, value in writes.items()},
+        what="user, private key and passphrase" if key is not None else "user and password",
+        tags=tags,
+    )
     c.note("Stored " + ", ".join(f"{k} in {by_key[k]}" for k in writes) + ".")
     result: dict[str, Any] = {"user": user, "parameters": {k: by_key[k] for k in writes}}
     text = ""
     if key is not None:
         fp = keys.fingerprint(key)
-        # The key's Snowflake slot is unknown; `keypair rotate` asks for it (--live-slot) if needed.
-        dep.set_tags(
-            by_key["private_key"],
-            {TAG_FINGERPRINT: fp},
-            remove=(TAG_SLOT, TAG_RETIRED_SLOT, TAG_RETIRED_FINGERPRINT),
-        )
         text = _key_sql(user, 1, key)
         result.update(fingerprint=fp, sql=text)
         c.note("If the admin has not registered this key yet, have them run:")

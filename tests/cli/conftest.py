@@ -207,6 +207,31 @@ class AwsHooks:
             status=400,
         )
 
+    def fail_calls(
+        self,
+        operation: str,
+        calls: set[int],
+        code: str = "ThrottlingException",
+        message: str = "Rate exceeded",
+    ) -> None:
+        """The listed calls (1 = the first) of ``operation`` get this AWS error; the others go through.
+
+        The error arrives as after botocore's own retries, so a test sees the failure the user would.
+        """
+        seen = itertools.count(1)
+
+        def handler(**kwargs: Any) -> tuple[_Http, dict[str, Any]] | None:
+            self.calls.append((operation, kwargs["params"]))
+            if next(seen) in calls:
+                return _Http(400), {"Error": {"Code": code, "Message": message}}
+            return None
+
+        self.handlers[f"before-call.{operation}"] = handler
+
+    def sent(self, operation: str) -> list[dict[str, Any]]:
+        """The request bodies of ``operation`` seen so far (failed ones included)."""
+        return [params["body"] for op, params in self.calls if op == operation]
+
     def invoke_returns(self, report: Any, function_error: str | None = None) -> None:
         parsed: dict[str, Any] = {"StatusCode": 200, "Payload": json.dumps(report).encode()}
         if function_error:

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import webbrowser
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +36,7 @@ from snowsage.stack_outputs import (
     TAG_SLOT,
     Deployment,
     DeploymentError,
+    ParameterValue,
 )
 
 _MAX_KEY_FILE_BYTES = 64 * 1024
@@ -237,13 +239,22 @@ def _fail(ctx: click.Context) -> NoReturn:
     show_default=True,
     help="Also grant CREATE TABLE on the schema.",
 )
+@click.option(
+    "--network-policy/--no-network-policy",
+    default=True,
+    show_default=True,
+    help="With NAT gateways, also let the user log in only from their Elastic IPs.",
+)
 @pass_ctx
-def snowflake_setup(c: Ctx, user_override: str | None, create_table: bool) -> None:
+def snowflake_setup(c: Ctx, user_override: str | None, create_table: bool, network_policy: bool) -> None:
     """Print the SQL a Snowflake admin runs once: role, grants and the TYPE=SERVICE user.
 
     The role gets USAGE on the warehouse, database and schema and SELECT on its current and future
     tables. For auth=wif the user trusts the notebook role (its default workload identity) and the
-    check function role (a second, named workload identity).
+    check function role (a second, named workload identity). With NAT gateways (network=nat) the
+    SQL ends with a network policy that admits the user only from their Elastic IPs, so a stolen key
+    is useless elsewhere; --no-network-policy leaves it out. PrivateLink mode has no public
+    addresses: `snowsage network-policy --vpce-id` limits logins to the VPC endpoint instead.
     """
     dep = c.deployment()
     settings = dep.settings()
@@ -267,9 +278,53 @@ def snowflake_setup(c: Ctx, user_override: str | None, create_table: bool) -> No
         create_table=create_table,
         **arns,
     )
+    text += "\n" + _setup_network_policy(c, dep, user, plain, enabled=network_policy)
     c.emit(text, {"auth": settings.auth, "user": user, "sql": text})
     if settings.auth == "keypair":
         c.note("Next: `snowsage keypair generate` prints the ALTER USER ... SET RSA_PUBLIC_KEY statement.")
+
+
+def _policy_names(dep: Deployment) -> tuple[str, str]:
+    """The network rule's and policy's names: one pair per deployment, the same in every command."""
+    tag = re.sub(r"[^A-Za-z0-9_]", "_", dep.env_name).upper()
+    return f"SNOWSAGE_{tag}_NOTEBOOK", f"SNOWSAGE_{tag}_POLICY"
+
+
+def _setup_network_policy(
+    c: Ctx, dep: Deployment, user: str, plain: Mapping[str, ParameterValue], *, enabled: bool
+) -> str:
+    """The network policy part of snowflake-setup, or a comment saying why there is none."""
+    ips = sql.parse_ipv4_list(dep.output("Network", "NatElasticIps", required=False))
+    if not ips:
+        c.note(
+            f"No network policy: {dep.stack_name('Network')} has no NAT addresses (PrivateLink). "
+            "`snowsage network-policy` explains how to limit logins to the VPC endpoint."
+        )
+        return (
+            f"-- No network policy: {dep.stack_name('Network')} has no NAT Elastic IPs, so the notebook\n"
+            "-- reaches Snowflake through PrivateLink with no internet egress. To also limit the user's\n"
+            "-- logins to that VPC endpoint, run `snowsage network-policy` (it explains --vpce-id).\n"
+        )
+    if not enabled:
+        c.note("Left out the network policy (--no-network-policy): the user can log in from anywhere.")
+        return (
+            "-- Network policy left out (--no-network-policy): the user can log in from any address, so\n"
+            "-- a stolen key works anywhere. `snowsage network-policy` prints the SQL that limits logins\n"
+            f"-- to the NAT gateways' addresses ({', '.join(ips)}).\n"
+        )
+    rule_name, policy_name = _policy_names(dep)
+    c.note(
+        f"The SQL ends with a network policy: {user} can log in only from the NAT addresses "
+        f"{', '.join(ips)} (--no-network-policy leaves it out)."
+    )
+    return sql.network_policy_sql(
+        user=user,
+        rule_database=plain["database"].value,
+        rule_schema=plain["schema"].value,
+        rule_name=rule_name,
+        policy_name=policy_name,
+        ips=ips,
+    )
 
 
 # --- keypair -----------------------------------------------------------------------------------
@@ -829,7 +884,7 @@ def network_policy(
         plain = dep.require_parameters({k: settings.parameters[k] for k in ("database", "schema")})
         rule_database = rule_database or plain["database"].value
         rule_schema = rule_schema or plain["schema"].value
-    tag = re.sub(r"[^A-Za-z0-9_]", "_", dep.env_name).upper()
+    rule_name, policy_name = _policy_names(dep)
     if not ips and not vpce_ids:
         text = (
             f"-- {dep.stack_name('Network')} has no NAT Elastic IPs: the notebook reaches Snowflake through\n"
@@ -849,8 +904,8 @@ def network_policy(
         user=user,
         rule_database=rule_database,
         rule_schema=rule_schema,
-        rule_name=f"SNOWSAGE_{tag}_NOTEBOOK",
-        policy_name=f"SNOWSAGE_{tag}_POLICY",
+        rule_name=rule_name,
+        policy_name=policy_name,
         ips=ips,
         vpce_ids=vpce_ids,
     )

@@ -167,8 +167,16 @@ def describe_user_sql(user: str) -> str:
     return f"DESC USER {identifier(user, 'service user')};"
 
 
+# What the Network stack's NatElasticIps output holds when there are no NAT gateways (an empty
+# output value is not allowed by CloudFormation).
+NO_NAT_ADDRESSES = "none"
+
+
 def parse_ipv4_list(raw: str | None) -> list[str]:
-    """NatElasticIps as the Network stack writes it: comma-separated, empty in PrivateLink mode."""
+    """NatElasticIps as the Network stack writes it: comma-separated, "none" (or absent) in
+    PrivateLink mode."""
+    if (raw or "").strip().lower() == NO_NAT_ADDRESSES:
+        return []
     ips = []
     for part in (raw or "").split(","):
         part = part.strip()

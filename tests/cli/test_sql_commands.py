@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.cli.conftest import ACCOUNT, USER
 
 
@@ -91,3 +93,49 @@ def test_network_policy_in_privatelink_mode_explains_the_endpoint(deploy, run) -
     r = run("--env", d.env, "network-policy", "--vpce-id", "vpce-0123456789abcdef0")
     assert r.exit_code == 0, r.stderr
     assert "TYPE = AWSVPCEID VALUE_LIST = ('vpce-0123456789abcdef0')" in r.stdout
+
+
+def test_setup_sql_limits_logins_to_the_nat_addresses_by_default(deploy, run) -> None:
+    d = deploy(nat_ips="203.0.113.10,198.51.100.7")
+    r = run("--env", d.env, "snowflake-setup")
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
+    rule = f"ANALYTICS.PUBLIC.SNOWSAGE_{d.env.upper()}_NOTEBOOK"
+    policy = f"SNOWSAGE_{d.env.upper()}_POLICY"
+    assert f"CREATE NETWORK RULE IF NOT EXISTS {rule}" in out
+    assert "MODE = INGRESS TYPE = IPV4 VALUE_LIST = ('203.0.113.10', '198.51.100.7');" in out
+    attach = f"ALTER USER {USER} SET NETWORK_POLICY = {policy};"
+    assert attach in out
+    assert out.index(f"CREATE USER IF NOT EXISTS {USER}") < out.index(attach)  # the user exists by then
+    assert "203.0.113.10" in r.stderr and "--no-network-policy" in r.stderr
+    # the same names as `snowsage network-policy`, so running both never makes a second policy
+    assert attach in run("--env", d.env, "network-policy").stdout
+
+
+def test_setup_sql_without_the_network_policy_says_it_was_left_out(deploy, run) -> None:
+    d = deploy()
+    r = run("--env", d.env, "snowflake-setup", "--no-network-policy")
+    assert r.exit_code == 0, r.stderr
+    assert "CREATE NETWORK RULE" not in r.stdout and "SET NETWORK_POLICY" not in r.stdout
+    assert "-- Network policy left out (--no-network-policy)" in r.stdout
+    assert "`snowsage network-policy`" in r.stdout
+
+
+@pytest.mark.parametrize("nat_ips", [None, "none"], ids=["no-output", "stack-says-none"])
+def test_setup_sql_in_privatelink_mode_explains_why_there_is_no_network_policy(deploy, run, nat_ips) -> None:
+    d = deploy(nat_ips=nat_ips)  # the Network stack writes "none" when there are no NAT gateways
+    assert run("--env", d.env, "network-policy").exit_code == 0
+    r = run("--env", d.env, "snowflake-setup")
+    assert r.exit_code == 0, r.stderr
+    assert "CREATE NETWORK RULE" not in r.stdout and "SET NETWORK_POLICY" not in r.stdout
+    assert f"-- No network policy: SnowSage-{d.env}-Network has no NAT Elastic IPs" in r.stdout
+    assert "--vpce-id" in r.stdout and "No network policy" in r.stderr
+
+
+def test_setup_sql_json_keeps_its_keys_and_carries_the_policy(deploy, run) -> None:
+    d = deploy()
+    r = run("--env", d.env, "--json", "snowflake-setup")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) == {"auth", "user", "sql"}
+    assert "CREATE NETWORK POLICY IF NOT EXISTS" in doc["sql"] and r.stderr == ""

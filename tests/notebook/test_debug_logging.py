@@ -30,6 +30,10 @@ def debug_logging() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(out)
     handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
     before = root.level
+    # A fresh kernel: the SDK loggers inherit DEBUG (a CLI test in this process may have quieted them).
+    sdk_before = {name: logging.getLogger(name).level for name in SDK_LOGGERS}
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
@@ -37,6 +41,8 @@ def debug_logging() -> Iterator[io.StringIO]:
     finally:
         root.removeHandler(handler)
         root.setLevel(before)
+        for name, level in sdk_before.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _key_fragments(pem: str) -> list[str]:
@@ -53,14 +59,16 @@ def test_debug_logging_shows_no_key_material(
     private_key_pem: str,
 ) -> None:
     dep = deploy()  # the test's own setup writes the key to SSM: not what is being checked
-    levels = {name: logging.getLogger(name).level for name in SDK_LOGGERS}
     caplog.clear()
     capsys.readouterr()
     with debug_logging() as cell_output:
+        levels = {name: logging.getLogger(name).level for name in SDK_LOGGERS}
         caplog.set_level(logging.DEBUG)
         conn = nb.connect(dep.settings_file)
         assert nb.query("select 1 as one")["ONE"].tolist() == [1]
         assert not conn.is_closed()
+        # The user's own logging configuration is untouched once the helper's calls are done.
+        assert {name: logging.getLogger(name).level for name in SDK_LOGGERS} == levels
 
     captured = capsys.readouterr()
     shown = cell_output.getvalue() + caplog.text + captured.out + captured.err
@@ -69,5 +77,20 @@ def test_debug_logging_shows_no_key_material(
     pem_block_shown = "PRIVATE KEY" in shown
     fragments_shown = sum(f in shown for f in _key_fragments(private_key_pem))
     assert not pem_block_shown and not fragments_shown, "private key material was logged"
-    # The user's own logging configuration is untouched once the helper's calls are done.
-    assert {name: logging.getLogger(name).level for name in SDK_LOGGERS} == levels
+
+
+def test_quieting_covers_sdk_loggers_set_to_debug_and_restores_them() -> None:
+    from snowsage.aws import sdk_loggers_quiet
+
+    parsers = logging.getLogger("botocore.parsers")
+    before = parsers.level
+    parsers.setLevel(logging.DEBUG)  # what a user debugging botocore might have done
+    try:
+        with sdk_loggers_quiet():
+            with sdk_loggers_quiet():  # nested (connect inside a helper): still quiet inside
+                pass
+            assert not parsers.isEnabledFor(logging.DEBUG)
+            assert not logging.getLogger("urllib3.connectionpool").isEnabledFor(logging.INFO)
+        assert parsers.level == logging.DEBUG
+    finally:
+        parsers.setLevel(before)

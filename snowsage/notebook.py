@@ -498,6 +498,20 @@ def _bucket_missing(where: _Results) -> bool:
     return False
 
 
+def _object_missing(where: _Results) -> bool:
+    """After a 403 on a read: is the object simply absent? The notebook role may list only its own
+    prefixes, so S3 answers a missing key with 403 rather than 404; a listing of exactly that key
+    (which the role may make) tells the two apart."""
+    from snowsage import aws
+
+    try:
+        with aws.sdk_loggers_quiet():
+            found = where.s3.list_objects_v2(Bucket=where.bucket, Prefix=where.key, MaxKeys=1)
+    except Exception:  # noqa: BLE001 - a listing that fails too leaves the denial as it is
+        return False
+    return not any(item.get("Key") == where.key for item in found.get("Contents", []))
+
+
 def _s3_error(exc: BaseException, action: str, where: _Results, name: str) -> ResultsError:
     from snowsage import aws
 
@@ -511,7 +525,9 @@ def _s3_error(exc: BaseException, action: str, where: _Results, name: str) -> Re
             "the Data stack if the bucket is gone, else the Notebook stack, then restart the notebook "
             "instance so the settings file names the right bucket"
         )
-    if code in ("NoSuchKey", "404", "NotFound"):
+    if code in ("NoSuchKey", "404", "NotFound") or (
+        action == "reading" and code in ("AccessDenied", "403", "Forbidden") and _object_missing(where)
+    ):
         return ResultsError(f"there is no result {name!r} ({uri}); write it first with to_s3(df, {name!r})")
     if code in ("AccessDenied", "403", "Forbidden"):
         return ResultsError(

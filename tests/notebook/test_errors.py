@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import boto3
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 
 import snowsage.notebook as nb
 from snowsage.settings import NOTEBOOK_SETTINGS_PATH
@@ -290,3 +292,33 @@ def test_missing_results_bucket_names_it_and_the_setting_to_fix(deploy: Deploy, 
     assert f"SnowSage-{dep.env_name}-Data stack's ResultsBucketName output" in message
     assert str(dep.settings_file) in message and "restart the notebook instance" in message
     assert "there is no result" not in message
+
+
+def test_a_denied_read_of_a_missing_result_says_there_is_none(
+    deploy: Deploy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role may list only results/ and backups/<notebook>/, so real S3 answers GetObject on a
+    missing key with 403, not 404: that must still read as "no such result", not "denied"."""
+    dep = deploy()
+    nb.connect(dep.settings_file)
+    real_client = boto3.client
+
+    def client(service: str, *args: Any, **kwargs: Any) -> Any:
+        made = real_client(service, *args, **kwargs)
+        if service == "s3":
+
+            def denied(*_a: Any, **_k: Any) -> None:
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+            made.download_fileobj = denied
+        return made
+
+    monkeypatch.setattr(boto3, "client", client)
+    with pytest.raises(nb.ResultsError) as err:
+        nb.read_s3("never/written")
+    assert str(err.value).startswith("there is no result 'never/written'")
+
+    nb.to_s3(pd.DataFrame({"a": [1]}), "written/once")
+    with pytest.raises(nb.ResultsError) as err:
+        nb.read_s3("written/once")
+    assert "was denied" in str(err.value) and "there is no result" not in str(err.value)

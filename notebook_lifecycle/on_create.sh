@@ -11,7 +11,8 @@ set -euo pipefail
 #   2. copies the example notebooks from the wheelhouse zip into $SAGEMAKER_HOME, each only when no
 #      file of that name exists: user edits are never overwritten.
 # Nothing here makes the creation fail: every problem is logged (CloudWatch stream
-# <notebook>/LifecycleConfigOnCreate) with what to do.
+# <notebook>/LifecycleConfigOnCreate) with what to do. Every step that reads or writes the home runs as
+# ec2-user (runuser), so what it creates is theirs and root never writes through a link they made.
 #
 # Placeholders, each written once below as @@<name>@@ and replaced by the CDK construct:
 #   WHEELHOUSE_S3_URI BACKUP_S3_URI AWS_REGION
@@ -31,45 +32,42 @@ log() {
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) snowsage on-create: $*"
 }
 
-give_to_owner() {
-  if [[ "$(id -u)" == 0 && -n "$OWNER" ]] && id "$OWNER" >/dev/null 2>&1; then
-    chown -R -h "$OWNER:$OWNER" "$@" || log "could not hand $* to $OWNER"
-  fi
+as_owner() {  # as_owner CMD...: as the notebook user (SNOWSAGE_OWNER="" for tests), never root's fallback
+  if [[ -z "$OWNER" ]]; then "$@"; else runuser -u "$OWNER" -- "$@"; fi
 }
 
 restore() {
   local first rc=0
-  first="$(find "$SAGEMAKER_HOME" -mindepth 1 -maxdepth 1 ! -name lost+found ! -name .snowsage -print -quit)"
+  first="$(as_owner find "$SAGEMAKER_HOME" -mindepth 1 -maxdepth 1 ! -name lost+found ! -name .snowsage -print -quit)"
   if [[ -n "$first" ]]; then
     log "$SAGEMAKER_HOME is not empty ($first); no restore"
     return 0
   fi
   if [[ -z "$BACKUP_S3_URI" ]]; then return 0; fi
   log "$SAGEMAKER_HOME is empty; restoring from $BACKUP_S3_URI"
-  timeout "$RESTORE_SECONDS" aws s3 sync "$BACKUP_S3_URI" "$SAGEMAKER_HOME" --only-show-errors || rc=$?
+  as_owner timeout "$RESTORE_SECONDS" aws s3 sync "$BACKUP_S3_URI" "$SAGEMAKER_HOME" --only-show-errors || rc=$?
   if ((rc == 124)); then
     log "restore still running after ${RESTORE_SECONDS}s; continuing in the background (files keep appearing)"
-    nohup bash -c "aws s3 sync '$BACKUP_S3_URI' '$SAGEMAKER_HOME' --only-show-errors;
-      [ \"\$(id -u)\" = 0 ] && id '$OWNER' >/dev/null 2>&1 && chown -R -h '$OWNER:$OWNER' '$SAGEMAKER_HOME'" \
-      </dev/null >/dev/null 2>&1 &
+    as_owner nohup aws s3 sync "$BACKUP_S3_URI" "$SAGEMAKER_HOME" --only-show-errors </dev/null >/dev/null 2>&1 &
   elif ((rc != 0)); then
     log "restore from $BACKUP_S3_URI failed (exit $rc); the backup is untouched. Check the notebook role" \
       "may s3:ListBucket/GetObject there, then restore by hand: aws s3 sync $BACKUP_S3_URI $SAGEMAKER_HOME"
   else
-    log "restored $(find "$SAGEMAKER_HOME" -type f ! -path '*/lost+found/*' | wc -l) files from $BACKUP_S3_URI"
+    log "restored $(as_owner find "$SAGEMAKER_HOME" -path "$SAGEMAKER_HOME/lost+found" -prune -o -type f -print | wc -l)" \
+      "files from $BACKUP_S3_URI"
   fi
 }
 
 copy_examples() {
   local work rc=0
-  work="$(mktemp -d)"
-  if ! aws s3 cp --only-show-errors "$WHEELHOUSE_S3_URI" "$work/wheelhouse.zip"; then
+  work="$(as_owner mktemp -d)" || { log "cannot make a temporary folder as $OWNER; no example notebook"; return 0; }
+  if ! as_owner aws s3 cp --only-show-errors "$WHEELHOUSE_S3_URI" "$work/wheelhouse.zip"; then
     log "cannot copy $WHEELHOUSE_S3_URI, so no example notebook; check the notebook role may read it"
-    rm -rf "$work"
+    as_owner rm -rf "$work"
     return 0
   fi
   # Prints each notebook copied; skips names that exist so a user's edits survive.
-  "$SYSTEM_PYTHON" - "$work/wheelhouse.zip" "$SAGEMAKER_HOME" <<'PY' | sed 's/^/  /' || rc=$?
+  as_owner "$SYSTEM_PYTHON" - "$work/wheelhouse.zip" "$SAGEMAKER_HOME" <<'PY' | sed 's/^/  /' || rc=$?
 import os, sys, zipfile
 zip_path, home = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(zip_path) as z:
@@ -87,14 +85,14 @@ with zipfile.ZipFile(zip_path) as z:
         print(f"copied {name}")
 PY
   if ((rc != 0)); then log "could not copy the example notebooks from the wheelhouse (exit $rc)"; fi
-  rm -rf "$work"
+  as_owner rm -rf "$work"
 }
 
 main() {
-  mkdir -p "$SAGEMAKER_HOME"
+  cd /  # the documented lifecycle PATH holds a relative "bin": never resolve it in the user's home
+  as_owner mkdir -p "$SAGEMAKER_HOME" || log "cannot create $SAGEMAKER_HOME as $OWNER"
   restore || log "restore step failed unexpectedly; continuing"
   copy_examples || log "example notebook step failed unexpectedly; continuing"
-  give_to_owner "$SAGEMAKER_HOME"
 }
 
 main "$@"

@@ -5,16 +5,15 @@ set -euo pipefail
 # snowsage on-start. Runs as root at every start of the notebook instance (5-minute limit), so the
 # foreground only takes seconds:
 #   1. writes the RuntimeSettings to $SAGEMAKER_HOME/.snowsage/settings.json (0644, dir 0755);
-#   2. installs root cron jobs: idle stop (every 5 min) and the backup sync to S3;
+#   2. installs root cron jobs: idle stop (every 5 min) and the backup sync to S3 (run as ec2-user);
 #   3. starts the package install under nohup and exits 0.
-# The background job copies the wheelhouse zip from S3 (S3 gateway endpoint), unpacks it and runs
-# its install_wheels.sh: checks the python3 env runs the Python the cp310 wheels need, installs
-# the pinned wheels offline with the uv it ships (pip if uv fails) (nat mode only: falls back to the package index, saying so), verifies
-# the imports and records the outcome in $SAGEMAKER_HOME/.snowsage/install-status.json and /var/log/jupyter.log (CloudWatch
-# stream <notebook>/jupyter.log); the installer's output goes to /opt/snowsage/install.log. A failed install
-# never fails the start; the status file says why. The same wheelhouse already installed in the env
-# is a no-op. What root runs or appends to (idle_stop.py, logs) lives in /opt/snowsage, out of the
-# notebook user's reach; in the user's folders root only writes by rename, never through a link.
+# The background job copies the wheelhouse zip from S3, unpacks it and runs its install_wheels.sh:
+# checks the env's Python, installs the pinned wheels offline with uv (pip if uv fails; nat mode
+# only: the package index, saying so), verifies the imports and records the outcome in
+# .snowsage/install-status.json and /var/log/jupyter.log (CloudWatch <notebook>/jupyter.log); its
+# output goes to /opt/snowsage/install.log. A failed install never fails the start; an unchanged
+# wheelhouse is a no-op. RootAccess is Disabled, so root keeps its files in /opt/snowsage, runs only
+# the system python, and all that touches ec2-user's home or conda env runs as ec2-user.
 #
 # Placeholders, each written once below as @@<name>@@ and replaced by the CDK construct:
 #   SETTINGS_B64 WHEELHOUSE_S3_URI NETWORK_MODE IDLE_STOP_MINUTES BACKUP_MINUTES BACKUP_S3_URI AWS_REGION
@@ -52,9 +51,14 @@ log() {
   if [[ -w "$JUPYTER_LOG" ]]; then echo "$line" >>"$JUPYTER_LOG" || true; fi
 }
 
+# as_owner CMD...: as the notebook user (OWNER="": as is), never root instead; fd 9 (lock) stays root's.
+as_owner() {
+  if [[ -z "$OWNER" ]]; then "$@"; else runuser -u "$OWNER" -- "$@" 9>&-; fi
+}
+
 # status STATE DETAIL: rewrite install-status.json (S_* variables add the details) and log it.
 status() {
-  S_STATE="$1" S_DETAIL="$2" "$SYSTEM_PYTHON" - <<'PY' || log "could not write $STATUS_FILE"
+  S_STATE="$1" S_DETAIL="$2" as_owner "$SYSTEM_PYTHON" - <<'PY' || log "could not write $STATUS_FILE"
 import json, os, tempfile, time
 e = os.environ
 doc = {
@@ -74,10 +78,10 @@ PY
   log "install $1: $2"
 }
 
-# safe_write PATH: stdin to PATH through a fresh temp file and a rename (never follows a link there).
+# safe_write PATH: stdin to PATH (0644), as the notebook user, by a rename so readers never see half.
 safe_write() {
-  local tmp
-  tmp="$(mktemp "$1.XXXXXX")" && cat >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$1"
+  # shellcheck disable=SC2016 # expanded by the user's shell
+  as_owner bash -c 't="$(mktemp "$1.XXXXXX")" && cat >"$t" && chmod 0644 "$t" && mv -f "$t" "$1"' _ "$1"
 }
 
 # Background: fetch and unpack the wheelhouse, then hand over to its install_wheels.sh.
@@ -124,7 +128,7 @@ install_cron() {
   if ((BACKUP_MINUTES > 0)) && [[ "$BACKUP_S3_URI" != s3://* ]]; then
     log "BACKUP_S3_URI is '$BACKUP_S3_URI', not an s3:// URI; backups are NOT scheduled"
   elif ((BACKUP_MINUTES > 0)); then
-    lines+="$(cron_line "$BACKUP_MINUTES") $env aws s3 sync $SAGEMAKER_HOME $BACKUP_S3_URI --no-follow-symlinks"
+    lines+="$(cron_line "$BACKUP_MINUTES") $env ${OWNER:+runuser -u $OWNER -- }aws s3 sync $SAGEMAKER_HOME $BACKUP_S3_URI --no-follow-symlinks"
     lines+=" --only-show-errors --exclude '.snowsage/*' --exclude '*.ipynb_checkpoints/*' --exclude 'lost+found/*'"
     lines+=" >>$JUPYTER_LOG 2>&1 $tag"$'\n'
   fi
@@ -146,14 +150,15 @@ whole_minutes() {  # whole_minutes NAME VALUE: the value, or 0 (off) with a mess
 }
 
 main() {
+  cd /  # SageMaker's lifecycle PATH holds a relative "bin": never resolve it in the user's home
+  umask 022
   IDLE_STOP_MINUTES="$(whole_minutes IDLE_STOP_MINUTES "$IDLE_STOP_MINUTES")"
   BACKUP_MINUTES="$(whole_minutes BACKUP_MINUTES "$BACKUP_MINUTES")"
   if [[ "$NETWORK_MODE" != nat && "$NETWORK_MODE" != privatelink ]]; then
     log "NETWORK_MODE is '$NETWORK_MODE', expected nat or privatelink; no package index fallback"
   fi
-  if [[ -L "$STATE_DIR" ]]; then rm -f "$STATE_DIR"; fi
-  mkdir -p "$STATE_DIR" "$OPT_DIR/bin"
-  chmod 0755 "$STATE_DIR" "$OPT_DIR" "$OPT_DIR/bin"
+  install -d -m 0755 "$OPT_DIR" "$OPT_DIR/bin"
+  as_owner install -d -m 0755 "$STATE_DIR" || log "cannot create $STATE_DIR as ${OWNER:-this user}"
 
   local settings
   if settings="$(printf '%s' "$SETTINGS_B64" | base64 -d 2>/dev/null)"; then
@@ -162,9 +167,6 @@ main() {
   else
     log "the settings placeholder is not valid base64; settings.json NOT written (redeploy the stack)"
   fi
-  if [[ "$(id -u)" == 0 && -n "$OWNER" ]] && id "$OWNER" >/dev/null 2>&1; then
-    chown -h "$OWNER:$OWNER" "$STATE_DIR" "$STATE_DIR/settings.json" 2>/dev/null || true
-  fi
 
   # The idle clock starts now; a stop requested before this start is forgotten.
   printf '{"started_at": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OPT_DIR/idle-state.json"
@@ -172,7 +174,7 @@ main() {
 
   export SAGEMAKER_HOME CONDA_ENV_DIR OPT_DIR SYSTEM_PYTHON EXPECTED_PYTHON VERIFY_IMPORTS PACKAGE OWNER
   export JUPYTER_LOG STATUS_FILE INSTALL_LOG WHEELHOUSE_S3_URI NETWORK_MODE
-  export -f log status safe_write fetch_and_install
+  export -f log as_owner status fetch_and_install
   status running "install started in the background; progress in $INSTALL_LOG"
   # shellcheck disable=SC2016 # expanded by the background shell, which inherits the exports
   nohup bash -c 'fetch_and_install || status failed "unexpected error (exit $?); see $INSTALL_LOG"' \

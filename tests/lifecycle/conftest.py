@@ -10,6 +10,7 @@ import base64
 import glob
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -184,12 +185,134 @@ def conda_env(tmp_path_factory) -> tuple[Path, str]:
         text=True,
         check=True,
     ).stdout.strip()
+    # What a notebook user could drop into their own env: a .pth runs at every start of its python.
+    # This one writes down whose start it was (the runuser stub's marker, or "root" without it).
+    (env_dir / "lib" / f"python{version}" / "site-packages" / "zz_planted_by_user.pth").write_text(
+        "import os, sys; p = os.environ.get('SNOWSAGE_TEST_PTH_LOG'); "
+        "p and open(p, 'a').write(os.environ.get('SNOWSAGE_TEST_AS_USER', 'root') + ' ' + sys.executable + '\\n')\n"
+    )
     return env_dir, version
 
 
+AUDIT_HOOK = r"""
+import os, sys
+
+_watch = [w for w in os.environ.get("SNOWSAGE_TEST_WATCH", "").split(os.pathsep) if w]
+_log = os.environ.get("SNOWSAGE_TEST_ACCESS_LOG")
+_busy = []
+
+
+def _record(event, args):
+    if _busy:
+        return
+    paths = []
+    for arg in args:
+        if isinstance(arg, (str, bytes, os.PathLike)):
+            try:
+                paths.append(os.fsdecode(arg))
+            except TypeError:
+                pass
+    if any(p == w or p.startswith(w + os.sep) for p in paths for w in _watch):
+        _busy.append(1)
+        try:
+            with open(_log, "a") as f:
+                who = os.environ.get("SNOWSAGE_TEST_AS_USER", "root")
+                f.write(f"{who}\tpython:{event}\t{' '.join(paths)}\n")
+        finally:
+            _busy.clear()
+
+
+if _watch and _log:
+    sys.addaudithook(_record)
+"""
+
+# Commands the scripts use on files: each is wrapped to record who ran it when it names the home or
+# the env. Python's own file calls are recorded by the audit hook above.
+WATCHED_COMMANDS = (
+    "cat",
+    "chmod",
+    "chown",
+    "cp",
+    "find",
+    "install",
+    "ln",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "rm",
+    "touch",
+)
+
+
+@pytest.fixture(scope="session")
+def system_python(tmp_path_factory) -> Path:
+    """The scripts' SYSTEM_PYTHON: this interpreter, with an audit hook recording who opens, lists,
+    renames or chmods anything under the watched folders (SNOWSAGE_TEST_WATCH)."""
+    probe = tmp_path_factory.mktemp("system-python")
+    (probe / "sitecustomize.py").write_text(AUDIT_HOOK)
+    wrapper = probe / "python3"
+    wrapper.write_text(
+        f'#!/bin/bash\nPYTHONPATH={probe}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def _record_if_watched(name: str, log: Path, watched: tuple[Path, ...]) -> str:
+    """Bash lines: append "<user> <name> <args>" to log when an argument names a watched folder."""
+    cases = "|".join(f"*{shlex.quote(str(w))}*" for w in watched)
+    return (
+        'for a in "$@"; do case "$a" in '
+        f'{cases}) printf \'%s\\t%s\\t%s\\n\' "${{SNOWSAGE_TEST_AS_USER:-root}}" {name} "$*" >> {log}; break;; '
+        "esac; done\n"
+    )
+
+
+def _write_stubs(fake_bin: Path, env_dir: Path, home: Path, root: Path) -> None:
+    """runuser (root switching to the notebook user: records it, marks the command's environment),
+    aws (`sagemaker` recorded, the rest to the real CLI on moto) and the file commands, recording
+    who runs them on the home or the env. The tests run as root and there is no ec2-user, so "runs as
+    ec2-user" means "went through runuser -u ec2-user", which is what the scripts control."""
+    access, watched = root / "access.log", (home, env_dir)
+    search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != str(fake_bin))
+    stubs = {
+        "runuser": (
+            'if [ -n "$SNOWSAGE_TEST_AS_USER" ]; then echo "runuser: may not be used by non-root users" >&2; exit 1; fi\n'
+            'if [ "$1" != -u ] || [ -z "$2" ] || [ "$3" != -- ] || [ $# -lt 4 ]; then\n'
+            '  echo "runuser stub: expected -u USER -- COMMAND..., got: $*" >&2; exit 2\nfi\n'
+            f'printf \'%s\\t%s\\n\' "$2" "${{*:4}}" >> {root / "runuser.log"}\n'
+            'SNOWSAGE_TEST_AS_USER="$2" exec "${@:4}"\n'
+        ),
+        "aws": (
+            _record_if_watched("aws", access, watched)
+            + f'if [ "$1" = sagemaker ]; then echo "$*" >> {root / "stop-calls.txt"}; exit 0; fi\n'
+            f'exec {VENV_BIN / "aws"} "$@"\n'
+        ),
+    }
+    for name in WATCHED_COMMANDS:
+        real = shutil.which(name, path=search)
+        assert real, f"{name} is not on PATH"
+        stubs[name] = _record_if_watched(name, access, watched) + f'exec {real} "$@"\n'
+    for name, body in stubs.items():
+        (fake_bin / name).write_text("#!/bin/bash\n" + body)
+        (fake_bin / name).chmod(0o755)
+
+
+def root_access(box) -> list[str]:
+    """Every recorded touch of the home or the env by root, and every start of the env's python as
+    root (the planted .pth). Empty is the promise of RootAccess: Disabled."""
+    rows = box.access_log.read_text().splitlines() if box.access_log.exists() else []
+    starts = box.pth_log.read_text().splitlines() if box.pth_log.exists() else []
+    return [r for r in rows if r.startswith("root\t")] + [
+        f"env python as {s}" for s in starts if s.startswith("root ")
+    ]
+
+
 @pytest.fixture
-def sandbox(tmp_path, aws_env, conda_env):
-    """Paths and environment for one run of the scripts; crontab and `aws sagemaker` are recorded."""
+def sandbox(tmp_path, aws_env, conda_env, system_python):
+    """Paths and environment for one run of the scripts, with ec2-user as the owner (runuser is a
+    stub that records the switch); crontab, `aws sagemaker` and every touch of the home or the env
+    are recorded."""
     home, opt, fake_bin = tmp_path / "SageMaker", tmp_path / "opt-snowsage", tmp_path / "bin"
     for d in (home, fake_bin):
         d.mkdir()
@@ -199,27 +322,26 @@ def sandbox(tmp_path, aws_env, conda_env):
         f'#!/bin/bash\nif [ "$1" = -l ]; then cat {crontab_file} 2>/dev/null || exit 1; '
         f'elif [ "$1" = - ]; then cat > {crontab_file}; else exit 2; fi\n'
     )
-    # `aws sagemaker ...` is recorded; every other aws call goes to the real CLI (moto).
-    (fake_bin / "aws").write_text(
-        f'#!/bin/bash\nif [ "$1" = sagemaker ]; then echo "$*" >> {stop_calls}; exit 0; fi\n'
-        f'exec {VENV_BIN / "aws"} "$@"\n'
-    )
-    for f in (fake_crontab, fake_bin / "aws"):
-        f.chmod(0o755)
+    fake_crontab.chmod(0o755)
+    env_dir, version = conda_env
+    _write_stubs(fake_bin, env_dir, home, tmp_path)
     metadata = tmp_path / "resource-metadata.json"
     metadata.write_text(f'{{"ResourceName": "{NOTEBOOK}", "ResourceArn": "arn:aws:sagemaker:x"}}')
-    env_dir, version = conda_env
     env = dict(aws_env)
+    env.pop("SNOWSAGE_TEST_AS_USER", None)
     env.update(
         PATH=f"{fake_bin}{os.pathsep}{aws_env['PATH']}",
         SAGEMAKER_HOME=str(home),
         CONDA_ENV_DIR=str(env_dir),
         SNOWSAGE_OPT_DIR=str(opt),
-        SNOWSAGE_SYSTEM_PYTHON=sys.executable,
+        SNOWSAGE_SYSTEM_PYTHON=str(system_python),
         SNOWSAGE_EXPECTED_PYTHON=version,
         SNOWSAGE_VERIFY_IMPORTS=VERIFY_IMPORTS,
         SNOWSAGE_PACKAGE=PACKAGE,
-        SNOWSAGE_OWNER="",
+        SNOWSAGE_OWNER="ec2-user",
+        SNOWSAGE_TEST_WATCH=os.pathsep.join((str(home), str(env_dir))),
+        SNOWSAGE_TEST_ACCESS_LOG=str(tmp_path / "access.log"),
+        SNOWSAGE_TEST_PTH_LOG=str(tmp_path / "pth.log"),
         CRONTAB_CMD=str(fake_crontab),
         JUPYTER_LOG=str(tmp_path / "jupyter.log"),
         RESOURCE_METADATA=str(metadata),
@@ -242,6 +364,9 @@ def sandbox(tmp_path, aws_env, conda_env):
         stop_calls=stop_calls,
         jupyter_log=tmp_path / "jupyter.log",
         status_file=home / ".snowsage" / "install-status.json",
+        access_log=tmp_path / "access.log",
+        pth_log=tmp_path / "pth.log",
+        runuser_log=tmp_path / "runuser.log",
         settings_json=settings_json(),
     )
     return box

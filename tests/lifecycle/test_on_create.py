@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .conftest import BUCKET, EXAMPLE_NOTEBOOK, NOTEBOOK, REGION, render
+from .conftest import BUCKET, EXAMPLE_NOTEBOOK, NOTEBOOK, REGION, render, root_access
 
 PREFIX = f"backups/{NOTEBOOK}-create/"
 
@@ -46,6 +46,7 @@ def test_an_empty_home_is_restored_then_gets_the_example(sandbox, s3, wheelhouse
     assert (sandbox.home / EXAMPLE_NOTEBOOK).read_text() == '{"edited": true}'
     assert "restored 2 files" in result.stdout
     assert f"{EXAMPLE_NOTEBOOK} exists" in result.stdout
+    assert root_access(sandbox) == []
 
 
 def test_a_home_with_work_in_it_is_not_restored_over(sandbox, s3, wheelhouse_uri):
@@ -60,6 +61,7 @@ def test_a_home_with_work_in_it_is_not_restored_over(sandbox, s3, wheelhouse_uri
     assert not (sandbox.home / "old.ipynb").exists()
     assert "not empty" in result.stdout
     assert '"nbformat": 4' in (sandbox.home / EXAMPLE_NOTEBOOK).read_text()  # shipped example copied
+    assert root_access(sandbox) == []
 
 
 def test_an_unreadable_wheelhouse_or_backup_never_fails_the_creation(sandbox):
@@ -67,3 +69,4 @@ def test_an_unreadable_wheelhouse_or_backup_never_fails_the_creation(sandbox):
     assert result.returncode == 0, result.stderr
     assert "no example notebook" in result.stdout
     assert not (sandbox.home / EXAMPLE_NOTEBOOK).exists()
+    assert root_access(sandbox) == []

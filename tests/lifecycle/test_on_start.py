@@ -13,7 +13,7 @@ import pytest
 
 from snowsage.settings import RuntimeSettings
 
-from .conftest import BUCKET, LIFECYCLE, NOTEBOOK, REGION, render, settings_b64
+from .conftest import BUCKET, LIFECYCLE, NOTEBOOK, REGION, render, root_access, settings_b64
 
 SCRIPTS = ("on_start.sh", "on_create.sh", "install_wheels.sh")
 API_LIMIT = 16384  # NotebookInstanceLifecycleHook.Content: the *base64* text, max 16384 characters
@@ -147,6 +147,7 @@ def test_start_installs_in_the_background_and_a_second_start_is_a_no_op(sandbox,
     assert installed.stat().st_mtime_ns == before, "the second start reinstalled the packages"
     # Cron jobs are replaced, not duplicated, by the second start.
     assert len(cron_jobs(sandbox)) == 2
+    assert root_access(sandbox) == []  # both starts: the env's python and the home only as ec2-user
 
 
 def test_a_corrupt_wheelhouse_is_reported_and_the_start_still_succeeds(sandbox, s3):
@@ -192,6 +193,7 @@ def test_nat_mode_falls_back_to_the_index_and_says_so(sandbox, s3, wheels, tmp_p
     status = wait_for_outcome(sandbox)
     assert status["state"] == "failed" and "package index" in status["detail"]
     assert "falling back to the package index (nat mode)" in (sandbox.opt / "install.log").read_text()
+    assert root_access(sandbox) == []
 
 
 def test_the_package_is_importable_even_when_its_requirements_fail(sandbox, s3, wheels, tmp_path):
@@ -210,6 +212,7 @@ def test_the_package_is_importable_even_when_its_requirements_fail(sandbox, s3, 
     assert imported.returncode == 0, (
         f"{PACKAGE} was not installed ahead of its requirements: {imported.stderr}"
     )
+    assert root_access(sandbox) == []
 
 
 def test_a_wheelhouse_without_uv_installs_with_pip(sandbox, s3, wheels, tmp_path):
@@ -223,6 +226,7 @@ def test_a_wheelhouse_without_uv_installs_with_pip(sandbox, s3, wheels, tmp_path
     status = wait_for_outcome(sandbox)
     assert status["state"] == "ok" and status["detail"].endswith("with pip"), status
     assert env_python(sandbox, "import dateutil, six").returncode == 0
+    assert root_access(sandbox) == []
 
 
 def _broken_uv_wheel(dest: Path) -> Path:
@@ -258,6 +262,7 @@ def test_when_uv_fails_pip_installs_the_same_wheelhouse(sandbox, s3, wheels, tmp
     log = (sandbox.opt / "install.log").read_text()
     assert "broken on purpose" in log and "trying pip" in log
     assert env_python(sandbox, "import dateutil, six").returncode == 0
+    assert root_access(sandbox) == []
 
 
 def test_cron_jobs_are_installed_next_to_the_users_own(sandbox, wheelhouse_uri):

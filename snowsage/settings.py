@@ -37,6 +37,14 @@ NOTEBOOK_SETTINGS_PATH = Path("/home/ec2-user/SageMaker/.snowsage/settings.json"
 
 SETTINGS_ENV_VAR = "SNOWSAGE_SETTINGS"
 
+# The stacks are named with it and the CLI finds them by it: one pattern for both sides.
+STACK_KINDS = ("Network", "Data", "Notebook")
+
+
+def stack_name(env_name: str, kind: str) -> str:
+    """``SnowSage-<env>-<Kind>``, e.g. ``SnowSage-dev-Network``."""
+    return f"SnowSage-{env_name}-{kind}"
+
 
 class SettingsError(ValueError):
     """The runtime settings document is missing or malformed."""

@@ -14,9 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from snowsage.settings import RuntimeSettings, SettingsError
-
-STACK_KINDS = ("Network", "Data", "Notebook")
+from snowsage.settings import RuntimeSettings, SettingsError, stack_name
 
 # Tags on the private_key parameter that remember which Snowflake key slot holds the live key and,
 # during a rotation, which slot still holds the key being retired. Tags live with the parameter,
@@ -29,10 +27,6 @@ TAG_RETIRED_FINGERPRINT = "snowsage:rsa-retired-fingerprint"
 
 class DeploymentError(Exception):
     """The deployment cannot be used as found; the message says what was seen and what to do."""
-
-
-def stack_name(env_name: str, kind: str) -> str:
-    return f"SnowSage-{env_name}-{kind}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Connectivity check: settings → DNS → TCP → TLS → OCSP → login → query → warehouse, each bounded.
 
-``run_check`` returns a JSON-able report. Every step has its own timeout and the whole check has a
+``run_check`` returns a ``snowsage.reports.CheckReport``. Every step has its own timeout and the whole check has a
 budget, so it finishes well inside a 60 s Lambda timeout even when a listener accepts connections and
 never answers. It stops at the first failing hard step; later steps are still listed, with
 ``skipped: true`` and ``ok: null``. ``diagnosis`` is one sentence naming the cause and the fix.
@@ -33,12 +33,11 @@ from snowsage.credentials import (
     ParameterMissing,
     load_connection,
 )
+from snowsage.reports import STEPS, CheckReport, SnowflakeInfo, Status, Step
 from snowsage.settings import RuntimeSettings
 
 T = TypeVar("T")
 
-STEPS = ("settings", "dns", "tcp", "tls", "ocsp", "login", "query", "warehouse")
-SOFT_STEPS = frozenset({"ocsp"})
 
 IDENTITY_QUERY = (
     "select current_version(), current_account(), current_region(), current_role(), current_date()"
@@ -116,6 +115,7 @@ def _bounded(fn: Callable[[], T], timeout: float, on_late: Callable[[T], None] |
 
 
 def error_code(exc: BaseException) -> int | None:
+    """The Snowflake connector's numeric error code (``errno``), if the error has one."""
     errno = getattr(exc, "errno", None)
     try:
         return int(errno) if errno is not None else None
@@ -130,108 +130,231 @@ def _first_line(message: str) -> str:
 
 
 JWT_CODES = frozenset({390144, 394300, 394301, 394302, 394303, 394304, 394305, 394306})
+JWT_CLOCK_CODES = frozenset({394301, 394302, 394303})
+
+
+@dataclass(frozen=True)
+class SnowflakeErrorSeen:
+    """A Snowflake error and the connection it happened on, as the rules read it."""
+
+    code: int | None
+    message: str
+    cfg: ConnectionConfig | None = None
+    step: str = "login"
+
+    @property
+    def msg(self) -> str:
+        return self.message.lower()
+
+    def has(self, *fragments: str) -> bool:
+        return any(f in self.msg for f in fragments)
+
+    @property
+    def user(self) -> str:
+        return (self.cfg.user if self.cfg else None) or "<user>"
+
+    @property
+    def role(self) -> str:
+        return (self.cfg.role if self.cfg else None) or "<role>"
+
+    @property
+    def warehouse(self) -> str:
+        return (self.cfg.warehouse if self.cfg else None) or "<warehouse>"
+
+    @property
+    def database(self) -> str:
+        return (self.cfg.database if self.cfg else None) or "<database>"
+
+    @property
+    def schema(self) -> str:
+        return (self.cfg.schema if self.cfg else None) or "<schema>"
+
+    @property
+    def auth(self) -> str | None:
+        return self.cfg.auth if self.cfg else None
+
+    @property
+    def jwt(self) -> bool:
+        return self.code in JWT_CODES or self.has("jwt token")
+
+    @property
+    def not_authorized(self) -> bool:
+        """Login named an object (warehouse, schema, database) that is missing or not granted."""
+        return self.code == 390201 or (
+            "requested" in self.msg and self.has("does not exist or not authorized")
+        )
+
+
+def _seen_ip(e: SnowflakeErrorSeen) -> str:
+    ip = re.search(r"ip(?:/token)? ([0-9a-f.:]+)", e.msg)
+    return f" (Snowflake saw {ip.group(1)})" if ip else ""
+
+
+def _stored_key(e: SnowflakeErrorSeen) -> str:
+    fp = e.cfg.public_key_fingerprint if e.cfg else None
+    return f" (stored key fingerprint {fp})" if fp else ""
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """When ``matches``, the diagnosis is "<cause>: <fix>."."""
+
+    name: str
+    matches: Callable[[SnowflakeErrorSeen], bool]
+    cause: Callable[[SnowflakeErrorSeen], str]
+    fix: Callable[[SnowflakeErrorSeen], str]
+
+    def explain(self, e: SnowflakeErrorSeen) -> str:
+        return f"{self.cause(e)}: {self.fix(e)}."
+
+
+# First match wins, so a narrower rule comes before a broader one that would also match its
+# errors (an expired JWT before any JWT, a missing warehouse before any missing object). Message
+# text is tried with the numeric code because it is stable across drivers.
+ERROR_RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(
+        "network_policy",
+        lambda e: e.has("not allowed to access snowflake") or e.code == 390422,
+        lambda e: f"Snowflake's network policy rejected this connection's source address{_seen_ip(e)}",
+        lambda e: NETWORK_POLICY_FIX,
+    ),
+    ErrorRule(
+        "jwt_clock",
+        lambda e: e.jwt and (e.code in JWT_CLOCK_CODES or e.has("expired", "not yet valid")),
+        lambda e: f"Snowflake rejected the key-pair login token for {e.user} as expired or not yet valid",
+        lambda e: "the clock of this machine is off; sync it (NTP) and retry",
+    ),
+    ErrorRule(
+        "jwt_key",
+        lambda e: e.jwt,
+        lambda e: f"Snowflake rejected the key-pair login for user {e.user}",
+        lambda e: (
+            f"the public key registered with ALTER USER {e.user} SET RSA_PUBLIC_KEY does not match the "
+            f"stored private key{_stored_key(e)}, or the user does not exist; {FIX_KEYPAIR}"
+        ),
+    ),
+    ErrorRule(
+        "user_locked",
+        lambda e: e.has("temporarily locked"),
+        lambda e: f"Snowflake user {e.user} is temporarily locked after failed sign-ins",
+        lambda e: (
+            f"wait 15 minutes or run ALTER USER {e.user} SET MINS_TO_UNLOCK = 0, then fix the "
+            "credentials that failed"
+        ),
+    ),
+    ErrorRule(
+        "user_disabled",
+        lambda e: e.has("user access disabled") or ("disabled" in e.msg and "user" in e.msg),
+        lambda e: f"Snowflake user {e.user} is disabled",
+        lambda e: f"a user admin must run ALTER USER {e.user} SET DISABLED=FALSE",
+    ),
+    ErrorRule(
+        "wrong_password",
+        lambda e: (e.code == 390100 or e.has("incorrect username or password")) and e.auth == "password",
+        lambda e: f"Snowflake rejected the password for user {e.user}",
+        lambda e: (
+            f"store the right user and password with {FIX_CREDENTIALS}; Snowflake blocks password "
+            "sign-in for TYPE=SERVICE users, so for a service user switch to auth=keypair "
+            "(`snowsage keypair generate`)"
+        ),
+    ),
+    ErrorRule(
+        "wrong_user",
+        lambda e: e.code == 390100 or e.has("incorrect username or password"),
+        lambda e: f"Snowflake rejected the sign-in for user {e.user}",
+        lambda e: f"check the user name with {FIX_CREDENTIALS}",
+    ),
+    ErrorRule(
+        "role_not_granted",
+        lambda e: e.code == 390189 or ("role" in e.msg and "connect string" in e.msg),
+        lambda e: f"Role {e.role} does not exist or is not granted to user {e.user}",
+        lambda e: f"run GRANT ROLE {e.role} TO USER {e.user} (or fix the role setting and redeploy)",
+    ),
+    ErrorRule(
+        "warehouse_not_authorized",
+        lambda e: e.not_authorized and "warehouse" in e.msg,
+        lambda e: f"Warehouse {e.warehouse} does not exist or role {e.role} may not use it",
+        lambda e: (
+            f"run GRANT USAGE ON WAREHOUSE {e.warehouse} TO ROLE {e.role} (or fix the warehouse "
+            "setting and redeploy)"
+        ),
+    ),
+    ErrorRule(
+        "schema_not_authorized",
+        lambda e: e.not_authorized and "schema" in e.msg,
+        lambda e: f"Schema {e.database}.{e.schema} does not exist or role {e.role} may not use it",
+        lambda e: f"run GRANT USAGE ON SCHEMA {e.database}.{e.schema} TO ROLE {e.role}",
+    ),
+    ErrorRule(
+        "database_not_authorized",
+        lambda e: e.not_authorized,
+        lambda e: f"Database {e.database} does not exist or role {e.role} may not use it",
+        lambda e: (
+            f"run GRANT USAGE ON DATABASE {e.database} TO ROLE {e.role} (or fix the database setting "
+            "and redeploy)"
+        ),
+    ),
+    ErrorRule(
+        "no_active_warehouse",
+        lambda e: e.code == 606 or e.has("no active warehouse"),
+        lambda e: "No usable warehouse in the session",
+        lambda e: (
+            f"warehouse {e.warehouse} does not exist, is suspended without auto-resume, or role "
+            f"{e.role} lacks USAGE on it; run GRANT USAGE ON WAREHOUSE {e.warehouse} TO ROLE {e.role} "
+            f"and ALTER WAREHOUSE {e.warehouse} SET AUTO_RESUME = TRUE"
+        ),
+    ),
+    ErrorRule(
+        "object_missing",
+        lambda e: e.code == 2003 or e.has("does not exist"),
+        lambda e: (
+            f"The {e.step} query failed because an object does not exist or role {e.role} may not "
+            f"see it ({_first_line(e.message)})"
+        ),
+        lambda e: f"grant role {e.role} access to it",
+    ),
+    ErrorRule(
+        "unknown_account",
+        lambda e: e.has("404") or ("403" in e.msg and "forbidden" in e.msg),
+        lambda e: f"Snowflake does not know account {e.cfg.account if e.cfg else '<account>'!r}",
+        lambda e: (
+            "set the account identifier in orgname-accountname form (Snowsight: Admin > Accounts) "
+            "and redeploy"
+        ),
+    ),
+    ErrorRule(
+        "no_answer",
+        lambda e: e.code == 250001 or e.has("could not connect to snowflake backend"),
+        lambda e: f"The connector got no answer from {e.cfg.host if e.cfg else 'Snowflake'} during {e.step}",
+        lambda e: (
+            "the network path drops traffic after connecting (proxy, firewall or a listener that is "
+            "not Snowflake); check the route and security group for TCP 443"
+        ),
+    ),
+    ErrorRule(
+        "workload_identity",
+        lambda e: e.auth == "wif" and e.has("workload", "attestation", "identity"),
+        lambda e: f"Workload identity sign-in failed ({_first_line(e.message)})",
+        lambda e: (
+            "create the Snowflake user with TYPE=SERVICE and WORKLOAD_IDENTITY = (TYPE = AWS ARN = "
+            "'<this function's role ARN>')"
+        ),
+    ),
+)
+
+
+def matching_rule(e: SnowflakeErrorSeen) -> ErrorRule | None:
+    return next((rule for rule in ERROR_RULES if rule.matches(e)), None)
 
 
 def explain_snowflake_error(
     code: int | None, message: str, cfg: ConnectionConfig | None = None, *, step: str = "login"
 ) -> str:
-    """One sentence naming the cause and the fix for a Snowflake error a user can meet.
-
-    Matches message text first (it is stable across drivers), then the numeric code.
-    """
-    msg = message.lower()
-    user = (cfg.user if cfg else None) or "<user>"
-    role = (cfg.role if cfg else None) or "<role>"
-    warehouse = (cfg.warehouse if cfg else None) or "<warehouse>"
-    database = (cfg.database if cfg else None) or "<database>"
-    schema = (cfg.schema if cfg else None) or "<schema>"
-    account = cfg.account if cfg else "<account>"
-    auth = cfg.auth if cfg else None
-
-    if "not allowed to access snowflake" in msg or code == 390422:
-        ip = re.search(r"ip(?:/token)? ([0-9a-f.:]+)", msg)
-        seen = f" (Snowflake saw {ip.group(1)})" if ip else ""
-        return (
-            f"Snowflake's network policy rejected this connection's source address{seen}: "
-            f"{NETWORK_POLICY_FIX}."
-        )
-    if code in JWT_CODES or "jwt token" in msg:
-        if code in (394301, 394302, 394303) or "expired" in msg or "not yet valid" in msg:
-            return (
-                f"Snowflake rejected the key-pair login token for {user} as expired or not yet valid: the "
-                "clock of this machine is off; sync it (NTP) and retry."
-            )
-        fp = cfg.public_key_fingerprint if cfg else None
-        have = f" (stored key fingerprint {fp})" if fp else ""
-        return (
-            f"Snowflake rejected the key-pair login for user {user}: the public key registered with "
-            f"ALTER USER {user} SET RSA_PUBLIC_KEY does not match the stored private key{have}, or the "
-            f"user does not exist; {FIX_KEYPAIR}."
-        )
-    if "temporarily locked" in msg:
-        return (
-            f"Snowflake user {user} is temporarily locked after failed sign-ins: wait 15 minutes or run "
-            f"ALTER USER {user} SET MINS_TO_UNLOCK = 0, then fix the credentials that failed."
-        )
-    if "user access disabled" in msg or ("disabled" in msg and "user" in msg):
-        return (
-            f"Snowflake user {user} is disabled: a user admin must run ALTER USER {user} SET DISABLED=FALSE."
-        )
-    if code == 390100 or "incorrect username or password" in msg:
-        if auth == "password":
-            return (
-                f"Snowflake rejected the password for user {user}: store the right user and password "
-                f"with {FIX_CREDENTIALS}; Snowflake blocks password sign-in for TYPE=SERVICE users, so "
-                "for a service user switch to auth=keypair (`snowsage keypair generate`)."
-            )
-        return f"Snowflake rejected the sign-in for user {user}: check the user name with {FIX_CREDENTIALS}."
-    if code == 390189 or ("role" in msg and "connect string" in msg):
-        return (
-            f"Role {role} does not exist or is not granted to user {user}: run GRANT ROLE {role} TO USER "
-            f"{user} (or fix the role setting and redeploy)."
-        )
-    if code == 390201 or ("requested" in msg and "does not exist or not authorized" in msg):
-        if "warehouse" in msg:
-            return (
-                f"Warehouse {warehouse} does not exist or role {role} may not use it: run GRANT USAGE ON "
-                f"WAREHOUSE {warehouse} TO ROLE {role} (or fix the warehouse setting and redeploy)."
-            )
-        if "schema" in msg:
-            return (
-                f"Schema {database}.{schema} does not exist or role {role} may not use it: run GRANT "
-                f"USAGE ON SCHEMA {database}.{schema} TO ROLE {role}."
-            )
-        return (
-            f"Database {database} does not exist or role {role} may not use it: run GRANT USAGE ON "
-            f"DATABASE {database} TO ROLE {role} (or fix the database setting and redeploy)."
-        )
-    if code == 606 or "no active warehouse" in msg:
-        return (
-            f"No usable warehouse in the session: warehouse {warehouse} does not exist, is suspended "
-            f"without auto-resume, or role {role} lacks USAGE on it; run GRANT USAGE ON WAREHOUSE "
-            f"{warehouse} TO ROLE {role} and ALTER WAREHOUSE {warehouse} SET AUTO_RESUME = TRUE."
-        )
-    if code == 2003 or "does not exist or not authorized" in msg or "does not exist" in msg:
-        return (
-            f"The {step} query failed because an object does not exist or role {role} may not see it "
-            f"({_first_line(message)}): grant role {role} access to it."
-        )
-    if "404" in msg or ("403" in msg and "forbidden" in msg):
-        return (
-            f"Snowflake does not know account {account!r}: set the account identifier in orgname-"
-            "accountname form (Snowsight: Admin > Accounts) and redeploy."
-        )
-    if code == 250001 or "could not connect to snowflake backend" in msg:
-        return (
-            f"The connector got no answer from {cfg.host if cfg else 'Snowflake'} during {step}: the "
-            "network path drops traffic after connecting (proxy, firewall or a listener that is not "
-            "Snowflake); check the route and security group for TCP 443."
-        )
-    if auth == "wif" and ("workload" in msg or "attestation" in msg or "identity" in msg):
-        return (
-            f"Workload identity sign-in failed ({_first_line(message)}): create the Snowflake user with "
-            f"TYPE=SERVICE and WORKLOAD_IDENTITY = (TYPE = AWS ARN = '<this function's role ARN>')."
-        )
+    """One sentence naming the cause and the fix for a Snowflake error a user can meet."""
+    seen = SnowflakeErrorSeen(code, message, cfg, step)
+    rule = matching_rule(seen)
+    if rule is not None:
+        return rule.explain(seen)
     return f"Snowflake error {code if code is not None else ''} during {step}: {_first_line(message)}."
 
 
@@ -243,7 +366,7 @@ class _Run:
     settings: RuntimeSettings | None
     timeouts: Timeouts
     started: float
-    steps: list[dict[str, Any]]
+    steps: list[Step]
     warnings: list[str]
 
     def remaining(self) -> float:
@@ -253,7 +376,7 @@ class _Run:
         return max(0.5, min(getattr(self.timeouts, step), self.remaining()))
 
     def record(self, name: str, ok: bool | None, ms: int, detail: str, *, skipped: bool = False) -> None:
-        self.steps.append({"name": name, "ok": ok, "ms": ms, "detail": detail, "skipped": skipped})
+        self.steps.append(Step(name, ok, ms, detail, skipped))
 
     def skip(self, name: str, why: str) -> None:
         self.record(name, None, 0, why, skipped=True)
@@ -265,14 +388,14 @@ def _ms(start: float) -> int:
 
 def _report(
     run: _Run,
-    status: str,
+    status: Status,
     diagnosis: str | None,
     cfg: ConnectionConfig | None,
-    snowflake_info: dict[str, Any] | None,
+    snowflake_info: SnowflakeInfo | None,
     endpoint: Endpoint | None = None,
-) -> dict[str, Any]:
-    done = {s["name"] for s in run.steps}
-    failed = [s["name"] for s in run.steps if s["ok"] is False and s["name"] not in SOFT_STEPS]
+) -> CheckReport:
+    done = {s.name for s in run.steps}
+    failed = [s.name for s in run.steps if s.hard_failure]
     if status == "not_configured":
         reason = "not run: credentials are not set"
     else:
@@ -281,34 +404,29 @@ def _report(
         if name not in done:
             run.skip(name, reason)
     order = {n: i for i, n in enumerate(STEPS)}
-    run.steps.sort(key=lambda s: order[s["name"]])
     ep = cfg.endpoint if cfg else endpoint
     settings = run.settings
-    return {
-        "ok": status == "ok",
-        "status": status,
-        "env": settings.env_name if settings else None,
-        "auth": settings.auth if settings else None,
-        "host": ep.host if ep else None,
-        "ms": round((time.monotonic() - run.started) * 1000),
-        "steps": run.steps,
-        "snowflake": snowflake_info
-        or {"version": None, "account": None, "region": None, "role": None, "date": None},
-        "diagnosis": diagnosis,
-        "warnings": run.warnings,
-    }
+    return CheckReport(
+        status=status,
+        env=settings.env_name if settings else None,
+        auth=settings.auth if settings else None,
+        host=ep.host if ep else None,
+        ms=round((time.monotonic() - run.started) * 1000),
+        steps=tuple(sorted(run.steps, key=lambda s: order[s.name])),
+        snowflake=snowflake_info or SnowflakeInfo(),
+        diagnosis=diagnosis,
+        warnings=tuple(run.warnings),
+    )
 
 
-def settings_error_report(message: str, *, timeouts: Timeouts | None = None) -> dict[str, Any]:
+def settings_error_report(message: str, *, timeouts: Timeouts | None = None) -> CheckReport:
     """The report for a check that could not even parse its RuntimeSettings (a deployment defect)."""
     run = _Run(None, timeouts or Timeouts(), time.monotonic(), [], [])
     run.record("settings", False, 0, message)
     return _report(run, "failed", f"The check's runtime settings are unusable ({message}).", None, None)
 
 
-def run_check(
-    settings: RuntimeSettings, fetch: Fetcher, *, timeouts: Timeouts | None = None
-) -> dict[str, Any]:
+def run_check(settings: RuntimeSettings, fetch: Fetcher, *, timeouts: Timeouts | None = None) -> CheckReport:
     """Run every step in order and return the report (see module docstring)."""
     run = _Run(settings, timeouts or Timeouts(), time.monotonic(), [], [])
 
@@ -335,9 +453,10 @@ def run_check(
         run.record("settings", False, _ms(t0), str(exc))
         return _report(run, "failed", f"{exc}.", None, None)
     except Exception as exc:  # noqa: BLE001 - AWS errors (AccessDenied, throttling) become a diagnosis
-        from snowsage.aws import is_throttling  # botocore: present wherever an AWS call just failed
+        from snowsage.aws import error_code as aws_error_code  # botocore: present wherever an AWS
+        from snowsage.aws import is_throttling  # call just failed, so imported only then
 
-        what = _aws_error_name(exc)
+        what = aws_error_code(exc) or type(exc).__name__
         run.record("settings", False, _ms(t0), f"reading SSM parameters failed: {what}")
         failed = f"Reading the SSM parameters under /snowsage/{settings.env_name}/snowflake/ failed ({what})"
         if is_throttling(exc):
@@ -376,7 +495,7 @@ def run_check(
         return _report(run, "not_configured", f"{not_set}.", None, None, endpoint)
 
     # login, query, warehouse ------------------------------------------------------------------
-    snowflake_info: dict[str, Any] = {}
+    snowflake_info: SnowflakeInfo | None = None
     try:
         conn = _login(run, cfg)
     except _StepFailed as exc:
@@ -385,20 +504,11 @@ def run_check(
         snowflake_info = _query(run, cfg, conn)
         _warehouse(run, cfg, conn)
     except _StepFailed as exc:
-        return _report(run, "failed", exc.diagnosis, cfg, snowflake_info or None)
+        return _report(run, "failed", exc.diagnosis, cfg, snowflake_info)
     finally:
         with contextlib.suppress(Exception):  # best effort: the check already has its answer
             _bounded(conn.close, 2.0)
     return _report(run, "ok", None, cfg, snowflake_info)
-
-
-def _aws_error_name(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__
 
 
 def _network_steps(run: _Run, ep: Endpoint) -> str | None:
@@ -547,10 +657,7 @@ def _login(run: _Run, cfg: ConnectionConfig) -> Any:
             "connections but nothing answers (a firewall, proxy or a listener that is not Snowflake).",
         ) from None
     except Exception as exc:  # noqa: BLE001 - every connector error becomes a diagnosis
-        code = error_code(exc)
-        message = str(getattr(exc, "raw_msg", None) or getattr(exc, "msg", None) or exc)
-        run.record("login", False, _ms(t0), f"{code or type(exc).__name__}: {_first_line(message)}")
-        raise _StepFailed(message, explain_snowflake_error(code, message, cfg, step="login")) from None
+        raise _connector_failed(run, cfg, "login", t0, exc) from None
     run.record("login", True, _ms(t0), f"signed in as {cfg.user or '(workload identity)'} ({cfg.auth})")
     return conn
 
@@ -564,7 +671,19 @@ def _execute(conn: Any, sql: str, timeout: float) -> list[tuple[Any, ...]]:
         cur.close()
 
 
-def _query_step(run: _Run, cfg: ConnectionConfig, conn: Any, step: str, sql: str) -> list[tuple[Any, ...]]:
+def _connector_failed(run: _Run, cfg: ConnectionConfig, step: str, t0: float, exc: Exception) -> _StepFailed:
+    code = error_code(exc)
+    message = str(getattr(exc, "raw_msg", None) or getattr(exc, "msg", None) or exc)
+    run.record(step, False, _ms(t0), f"{code or type(exc).__name__}: {_first_line(message)}")
+    return _StepFailed(message, explain_snowflake_error(code, message, cfg, step=step))
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def _query_step(
+    run: _Run, cfg: ConnectionConfig, conn: Any, step: str, sql: str, detail: Callable[[Rows], str]
+) -> Rows:
     budget = run.budget(step)
     t0 = time.perf_counter()
     try:
@@ -576,32 +695,26 @@ def _query_step(run: _Run, cfg: ConnectionConfig, conn: Any, step: str, sql: str
             f"The {step} query got no answer within {budget:g} s: warehouse {cfg.warehouse} may be "
             "queued or resuming; check it in Snowsight and retry.",
         ) from None
-    except Exception as exc:  # noqa: BLE001
-        code = error_code(exc)
-        message = str(getattr(exc, "raw_msg", None) or getattr(exc, "msg", None) or exc)
-        run.record(step, False, _ms(t0), f"{code or type(exc).__name__}: {_first_line(message)}")
-        raise _StepFailed(message, explain_snowflake_error(code, message, cfg, step=step)) from None
-    run.record(step, True, _ms(t0), f"{len(rows)} row(s)")
+    except Exception as exc:  # noqa: BLE001 - every connector error becomes a diagnosis
+        raise _connector_failed(run, cfg, step, t0, exc) from None
+    run.record(step, True, _ms(t0), detail(rows))
     return rows
 
 
-def _query(run: _Run, cfg: ConnectionConfig, conn: Any) -> dict[str, Any]:
-    rows = _query_step(run, cfg, conn, "query", IDENTITY_QUERY)
+def _query(run: _Run, cfg: ConnectionConfig, conn: Any) -> SnowflakeInfo:
+    def detail(rows: Rows) -> str:
+        version, account, region, role, _ = rows[0]
+        return f"Snowflake {version}, account {account}, region {region}, role {role}"
+
+    rows = _query_step(run, cfg, conn, "query", IDENTITY_QUERY, detail)
     version, account, region, role, date = rows[0]
-    info = {
-        "version": str(version),
-        "account": account,
-        "region": region,
-        "role": role,
-        "date": str(date),
-    }
-    run.steps[-1]["detail"] = f"Snowflake {version}, account {account}, region {region}, role {role}"
-    return info
+    return SnowflakeInfo(version=str(version), account=account, region=region, role=role, date=str(date))
 
 
 def _warehouse(run: _Run, cfg: ConnectionConfig, conn: Any) -> None:
     if not cfg.warehouse:
         run.record("warehouse", None, 0, "no warehouse configured", skipped=True)
         return
-    _query_step(run, cfg, conn, "warehouse", WAREHOUSE_QUERY)
-    run.steps[-1]["detail"] = f"warehouse {cfg.warehouse} ran a query"
+    _query_step(
+        run, cfg, conn, "warehouse", WAREHOUSE_QUERY, lambda _: f"warehouse {cfg.warehouse} ran a query"
+    )

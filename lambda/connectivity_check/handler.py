@@ -12,7 +12,6 @@ Parameters are read with Powertools' ``get_parameters_by_name`` (decrypted, cach
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 
+from snowsage.aws import quiet_sdk_loggers
 from snowsage.diagnostics import run_check, settings_error_report
 from snowsage.metrics import METRIC_BY_STATUS
 from snowsage.settings import SETTINGS_ENV_VAR, RuntimeSettings, SettingsError
@@ -31,9 +31,8 @@ logger = Logger()
 metrics = Metrics()
 
 # botocore logs response bodies at DEBUG, and GetParameters WithDecryption returns the secrets in
-# clear: keep those loggers at INFO whatever level the function runs at.
-for _name in ("botocore", "boto3", "urllib3"):
-    logging.getLogger(_name).setLevel(max(logging.getLogger(_name).level, logging.INFO))
+# clear: keep the SDK quiet whatever level the function runs at.
+quiet_sdk_loggers()
 
 
 def fetch_parameters(names: Sequence[str]) -> dict[str, str]:
@@ -58,22 +57,21 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         logger.append_keys(env=settings.env_name, auth=settings.auth)
         report = run_check(settings, fetch_parameters)
 
-    if report["status"] != "ok":
+    if not report.ok:
         parameters.clear_caches()
-    metrics.add_metric(name=METRIC_BY_STATUS[report["status"]], unit=MetricUnit.Count, value=1)
-    failed = next((s["name"] for s in report["steps"] if s["ok"] is False and s["name"] != "ocsp"), None)
-    log = logger.info if report["ok"] else logger.warning
+    metrics.add_metric(name=METRIC_BY_STATUS[report.status], unit=MetricUnit.Count, value=1)
+    log = logger.info if report.ok else logger.warning
     log(
         "connectivity check %s",
-        report["status"],
+        report.status,
         extra={
-            "status": report["status"],
-            "failed_step": failed,
-            "diagnosis": report["diagnosis"],
-            "warnings": report["warnings"],
-            "steps": {s["name"]: {"ok": s["ok"], "ms": s["ms"]} for s in report["steps"]},
-            "snowflake_version": report["snowflake"]["version"],
-            "duration_ms": report["ms"],
+            "status": report.status,
+            "failed_step": report.failed_step,
+            "diagnosis": report.diagnosis,
+            "warnings": list(report.warnings),
+            "steps": {s.name: {"ok": s.ok, "ms": s.ms} for s in report.steps},
+            "snowflake_version": report.snowflake.version,
+            "duration_ms": report.ms,
         },
     )
-    return report
+    return report.to_dict()

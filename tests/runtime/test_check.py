@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -9,38 +10,39 @@ import pytest
 from snowsage import diagnostics
 from snowsage.credentials import load_connection
 from snowsage.diagnostics import STEPS, run_check
+from snowsage.reports import CheckReport, Step
 from tests.runtime.conftest import FAST, PASSPHRASE, PASSWORD
 
 
-def steps(report: dict) -> dict[str, dict]:
-    return {s["name"]: s for s in report["steps"]}
+def steps(report: CheckReport) -> dict[str, Step]:
+    return {s.name: s for s in report.steps}
 
 
-def assert_failed_at(report: dict, step: str) -> None:
-    assert report["ok"] is False
-    assert report["status"] == "failed"
+def assert_failed_at(report: CheckReport, step: str) -> None:
+    assert report.ok is False
+    assert report.status == "failed"
     by_name = steps(report)
-    assert by_name[step]["ok"] is False, by_name[step]
-    failed = [s["name"] for s in report["steps"] if s["ok"] is False and s["name"] != "ocsp"]
+    assert by_name[step].ok is False, by_name[step]
+    failed = [s.name for s in report.steps if s.ok is False and s.name != "ocsp"]
     assert failed == [step]
     later = STEPS[STEPS.index(step) + 1 :]
-    assert all(by_name[name]["skipped"] and by_name[name]["ok"] is None for name in later)
-    assert report["diagnosis"] and report["diagnosis"].endswith(".")
+    assert all(by_name[name].skipped and by_name[name].ok is None for name in later)
+    assert report.diagnosis and report.diagnosis.endswith(".")
 
 
-def assert_ok(report: dict) -> None:
-    assert report["ok"] is True, report["diagnosis"]
-    assert report["status"] == "ok"
-    assert report["diagnosis"] is None
-    assert [s["name"] for s in report["steps"]] == list(STEPS)
-    assert all(isinstance(s["ms"], int) for s in report["steps"])
+def assert_ok(report: CheckReport) -> None:
+    assert report.ok is True, report.diagnosis
+    assert report.status == "ok"
+    assert report.diagnosis is None
+    assert [s.name for s in report.steps] == list(STEPS)
+    assert all(isinstance(s.ms, int) for s in report.steps)
     by_name = steps(report)
     for name in ("settings", "dns", "tcp", "login", "query", "warehouse"):
-        assert by_name[name]["ok"] is True, by_name[name]
+        assert by_name[name].ok is True, by_name[name]
     # the sandbox speaks http: no TLS, no OCSP
-    assert by_name["tls"]["skipped"] and by_name["ocsp"]["skipped"]
-    assert report["snowflake"]["version"] == "10.0.0"
-    assert report["snowflake"]["account"] == "SANDBOX"
+    assert by_name["tls"].skipped and by_name["ocsp"].skipped
+    assert report.snowflake.version == "10.0.0"
+    assert report.snowflake.account == "SANDBOX"
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain-key", "encrypted-key"])
@@ -53,8 +55,8 @@ def test_keypair_check_passes(deploy, fetch, test_key, encrypted):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_ok(report)
-    assert report["warnings"] == []
-    assert "auth=keypair" in steps(report)["settings"]["detail"]
+    assert report.warnings == ()
+    assert "auth=keypair" in steps(report)["settings"].detail
 
 
 def test_password_check_passes_with_legacy_warning(deploy, fetch):
@@ -63,7 +65,7 @@ def test_password_check_passes_with_legacy_warning(deploy, fetch):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_ok(report)
-    assert any("TYPE=SERVICE" in w for w in report["warnings"])
+    assert any("TYPE=SERVICE" in w for w in report.warnings)
 
 
 def test_placeholder_credentials_report_not_configured_after_checking_the_network(deploy, fetch):
@@ -71,14 +73,14 @@ def test_placeholder_credentials_report_not_configured_after_checking_the_networ
 
     report = run_check(settings, fetch, timeouts=FAST)
 
-    assert report["status"] == "not_configured"
-    assert report["ok"] is False
+    assert report.status == "not_configured"
+    assert report.ok is False
     by_name = steps(report)
-    assert by_name["dns"]["ok"] is True and by_name["tcp"]["ok"] is True
-    assert by_name["login"]["skipped"] and "credentials are not set" in by_name["login"]["detail"]
-    assert "snowsage keypair generate" in report["diagnosis"]
-    assert settings.parameters["private_key"] in report["diagnosis"]
-    assert settings.parameters["user"] in report["diagnosis"]
+    assert by_name["dns"].ok is True and by_name["tcp"].ok is True
+    assert by_name["login"].skipped and "credentials are not set" in by_name["login"].detail
+    assert "snowsage keypair generate" in report.diagnosis
+    assert settings.parameters["private_key"] in report.diagnosis
+    assert settings.parameters["user"] in report.diagnosis
 
 
 def test_missing_parameter_is_named_with_redeploy_fix(deploy, fetch, test_key):
@@ -87,8 +89,8 @@ def test_missing_parameter_is_named_with_redeploy_fix(deploy, fetch, test_key):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "settings")
-    assert settings.parameters["warehouse"] in report["diagnosis"]
-    assert "redeploy" in report["diagnosis"]
+    assert settings.parameters["warehouse"] in report.diagnosis
+    assert "redeploy" in report.diagnosis
 
 
 def test_malformed_key_fails_settings_with_keypair_fix(deploy, fetch):
@@ -99,9 +101,9 @@ def test_malformed_key_fails_settings_with_keypair_fix(deploy, fetch):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "settings")
-    assert "could not be parsed" in report["diagnosis"]
-    assert "snowsage keypair generate" in report["diagnosis"]
-    assert settings.parameters["private_key"] in report["diagnosis"]
+    assert "could not be parsed" in report.diagnosis
+    assert "snowsage keypair generate" in report.diagnosis
+    assert settings.parameters["private_key"] in report.diagnosis
 
 
 def test_wrong_passphrase_fails_settings(deploy, fetch, test_key):
@@ -110,8 +112,8 @@ def test_wrong_passphrase_fails_settings(deploy, fetch, test_key):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "settings")
-    assert "passphrase does not open the private key" in report["diagnosis"]
-    assert "not it" not in str(report)
+    assert "passphrase does not open the private key" in report.diagnosis
+    assert "not it" not in json.dumps(report.to_dict())
 
 
 def test_unresolvable_host_fails_dns(deploy, fetch, test_key):
@@ -122,7 +124,7 @@ def test_unresolvable_host_fails_dns(deploy, fetch, test_key):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "dns")
-    assert "snowsage-check.invalid does not resolve" in report["diagnosis"]
+    assert "snowsage-check.invalid does not resolve" in report.diagnosis
 
 
 def test_refused_port_fails_tcp(deploy, fetch, test_key, closed_port):
@@ -131,8 +133,8 @@ def test_refused_port_fails_tcp(deploy, fetch, test_key, closed_port):
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "tcp")
-    assert f"127.0.0.1:{closed_port}" in report["diagnosis"]
-    assert "refused" in report["diagnosis"].lower()
+    assert f"127.0.0.1:{closed_port}" in report.diagnosis
+    assert "refused" in report.diagnosis.lower()
 
 
 def test_silent_listener_over_http_fails_login_within_its_timeout(deploy, fetch, test_key, silent_listener):
@@ -143,7 +145,7 @@ def test_silent_listener_over_http_fails_login_within_its_timeout(deploy, fetch,
     elapsed = time.monotonic() - started
 
     assert_failed_at(report, "login")
-    assert "no answer" in report["diagnosis"]
+    assert "no answer" in report.diagnosis
     # bounded by the login timeout (3 s) plus the guard's grace, far inside a 60 s Lambda timeout
     assert elapsed < FAST.login + 4, elapsed
 
@@ -155,7 +157,7 @@ def test_silent_listener_over_https_fails_tls_within_its_timeout(deploy, fetch, 
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "tls")
-    assert "never completes a TLS handshake" in report["diagnosis"]
+    assert "never completes a TLS handshake" in report.diagnosis
     assert time.monotonic() - started < FAST.tls + 3
 
 
@@ -167,10 +169,10 @@ def test_query_error_fails_the_warehouse_step(deploy, fetch, test_key, monkeypat
     report = run_check(settings, fetch, timeouts=FAST)
 
     assert_failed_at(report, "warehouse")
-    assert steps(report)["query"]["ok"] is True
-    assert report["snowflake"]["version"] == "10.0.0"
-    assert "SNOWSAGE_MISSING_TABLE" in report["diagnosis"]
-    assert "SANDBOX_ROLE" in report["diagnosis"]
+    assert steps(report)["query"].ok is True
+    assert report.snowflake.version == "10.0.0"
+    assert "SNOWSAGE_MISSING_TABLE" in report.diagnosis
+    assert "SANDBOX_ROLE" in report.diagnosis
 
 
 def test_wif_builds_workload_identity_kwargs_without_reading_a_secret(deploy, fetch):
@@ -204,8 +206,5 @@ def test_ssm_throttling_is_not_blamed_on_permissions(deploy, test_key):
     report = run_check(settings, throttled, timeouts=FAST)
 
     assert_failed_at(report, "settings")
-    assert (
-        "ThrottlingException" in report["diagnosis"]
-        and "run the check again in a minute" in report["diagnosis"]
-    )
-    assert "redeploy" not in report["diagnosis"] and "grant" not in report["diagnosis"]
+    assert "ThrottlingException" in report.diagnosis and "run the check again in a minute" in report.diagnosis
+    assert "redeploy" not in report.diagnosis and "grant" not in report.diagnosis

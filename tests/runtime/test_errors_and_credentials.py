@@ -12,7 +12,7 @@ from snowsage.credentials import (
     boto3_fetcher,
     load_connection,
 )
-from snowsage.diagnostics import explain_snowflake_error
+from snowsage.diagnostics import ERROR_RULES, SnowflakeErrorSeen, explain_snowflake_error, matching_rule
 from tests.conftest import make_settings
 from tests.runtime.conftest import PASSPHRASE
 
@@ -30,50 +30,121 @@ CFG = ConnectionConfig(
 PASSWORD_CFG = ConnectionConfig(**{**CFG.__dict__, "auth": "password"})
 
 
+WIF_CFG = ConnectionConfig(**{**CFG.__dict__, "auth": "wif", "user": None})
+
+# One example per rule of ERROR_RULES, in the rule's order: (code, message, cfg, what the user must read).
+RULE_EXAMPLES = {
+    "network_policy": (
+        390422,
+        "Incoming request with IP/Token 203.0.113.7 is not allowed to access Snowflake.",
+        CFG,
+        ["network policy", "203.0.113.7", "snowsage network-policy"],
+    ),
+    "jwt_clock": (394301, "JWT token has expired.", CFG, ["clock"]),
+    "jwt_key": (
+        390144,
+        "JWT token is invalid. [0f2a]",
+        CFG,
+        ["ALTER USER SVC SET RSA_PUBLIC_KEY", "keypair generate", "does not match the stored private key"],
+    ),
+    "user_locked": (390102, "User temporarily locked. Try again later.", CFG, ["MINS_TO_UNLOCK = 0"]),
+    "user_disabled": (
+        250001,
+        "User access disabled. Contact your local system administrator.",
+        CFG,
+        ["DISABLED=FALSE"],
+    ),
+    "wrong_password": (
+        390100,
+        "Incorrect username or password was specified.",
+        PASSWORD_CFG,
+        ["SVC", "TYPE=SERVICE"],
+    ),
+    "wrong_user": (
+        390100,
+        "Incorrect username or password was specified.",
+        CFG,
+        ["user SVC", "check the user name", "snowsage credentials set"],
+    ),
+    "role_not_granted": (
+        390189,
+        "Role 'ANALYST' specified in the connect string does not exist or not authorized.",
+        CFG,
+        ["GRANT ROLE ANALYST TO USER SVC"],
+    ),
+    "warehouse_not_authorized": (
+        390201,
+        "The requested warehouse does not exist or not authorized.",
+        CFG,
+        ["GRANT USAGE ON WAREHOUSE WH TO ROLE ANALYST"],
+    ),
+    "schema_not_authorized": (
+        390201,
+        "The requested schema does not exist or not authorized.",
+        CFG,
+        ["GRANT USAGE ON SCHEMA DB.PUBLIC TO ROLE ANALYST"],
+    ),
+    "database_not_authorized": (
+        390201,
+        "The requested database does not exist or not authorized.",
+        CFG,
+        ["GRANT USAGE ON DATABASE DB TO ROLE ANALYST"],
+    ),
+    "no_active_warehouse": (
+        606,
+        "No active warehouse selected in the current session.",
+        CFG,
+        ["AUTO_RESUME", "WH"],
+    ),
+    "object_missing": (
+        2003,
+        "SQL compilation error: Object 'SALES' does not exist or not authorized.",
+        CFG,
+        ["object does not exist or role ANALYST may not see it", "Object 'SALES'", "grant role ANALYST"],
+    ),
+    "unknown_account": (
+        None,
+        "000403: 403 Forbidden: Failed to connect to DB: myorg-acct.snowflakecomputing.com:443.",
+        CFG,
+        ["does not know account 'myorg-acct'", "orgname-accountname"],
+    ),
+    "no_answer": (
+        250001,
+        "Could not connect to Snowflake backend after 2 attempt(s).",
+        CFG,
+        ["myorg-acct.snowflakecomputing.com during login", "TCP 443"],
+    ),
+    "workload_identity": (
+        None,
+        "Failed to get AWS attestation for workload identity federation.",
+        WIF_CFG,
+        ["Workload identity sign-in failed", "TYPE=SERVICE", "WORKLOAD_IDENTITY"],
+    ),
+}
+
+
+def test_every_rule_has_an_example():
+    assert list(RULE_EXAMPLES) == [rule.name for rule in ERROR_RULES]
+
+
+@pytest.mark.parametrize("rule", ERROR_RULES, ids=lambda r: r.name)
+def test_no_rule_is_shadowed_by_an_earlier_broader_one(rule):
+    code, message, cfg, _ = RULE_EXAMPLES[rule.name]
+    first = matching_rule(SnowflakeErrorSeen(code, message, cfg))
+    assert first is rule, f"{rule.name}'s example is explained by {first and first.name}"
+
+
+# More errors a rule must catch besides its example.
+MORE_CASES = {
+    "jwt_key 394304": (394304, "JWT token is invalid.", CFG, ["does not match the stored private key"])
+}
+
+
 @pytest.mark.parametrize(
-    ("code", "message", "cfg", "expected"),
-    [
-        (
-            390144,
-            "JWT token is invalid. [0f2a]",
-            CFG,
-            ["ALTER USER SVC SET RSA_PUBLIC_KEY", "keypair generate"],
-        ),
-        (394304, "JWT token is invalid.", CFG, ["does not match the stored private key"]),
-        (394301, "JWT token has expired.", CFG, ["clock"]),
-        (
-            390422,
-            "Incoming request with IP/Token 203.0.113.7 is not allowed to access Snowflake.",
-            CFG,
-            ["network policy", "203.0.113.7", "snowsage network-policy"],
-        ),
-        (390100, "Incorrect username or password was specified.", PASSWORD_CFG, ["SVC", "TYPE=SERVICE"]),
-        (390102, "User temporarily locked. Try again later.", CFG, ["MINS_TO_UNLOCK = 0"]),
-        (250001, "User access disabled. Contact your local system administrator.", CFG, ["DISABLED=FALSE"]),
-        (
-            390189,
-            "Role 'ANALYST' specified in the connect string does not exist or not authorized.",
-            CFG,
-            ["GRANT ROLE ANALYST TO USER SVC"],
-        ),
-        (
-            390201,
-            "The requested warehouse does not exist or not authorized.",
-            CFG,
-            ["GRANT USAGE ON WAREHOUSE WH TO ROLE ANALYST"],
-        ),
-        (
-            390201,
-            "The requested database does not exist or not authorized.",
-            CFG,
-            ["GRANT USAGE ON DATABASE DB TO ROLE ANALYST"],
-        ),
-        (606, "No active warehouse selected in the current session.", CFG, ["AUTO_RESUME", "WH"]),
-        (250001, "Could not connect to Snowflake backend after 2 attempt(s).", CFG, ["TCP 443"]),
-    ],
-    ids=lambda v: str(v)[:24] if not isinstance(v, ConnectionConfig) else v.auth,
+    "example", [*RULE_EXAMPLES.values(), *MORE_CASES.values()], ids=[*RULE_EXAMPLES, *MORE_CASES]
 )
-def test_login_errors_users_meet_get_a_one_sentence_fix(code, message, cfg, expected):
+def test_login_errors_users_meet_get_a_one_sentence_fix(example):
+    code, message, cfg, expected = example
     diagnosis = explain_snowflake_error(code, message, cfg)
 
     for fragment in expected:

@@ -1,5 +1,6 @@
 """AWS plumbing shared by the CLI, the notebook helper and the Lambdas: keep the SDK's DEBUG logs
-(which print request and response bodies, so secrets) quiet, and name an AWS error's cause and fix.
+(which print request and response bodies, so secrets) quiet, name an AWS error's cause and fix, and
+read any number of SSM parameters.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from botocore.exceptions import (
@@ -56,6 +57,8 @@ BAD_CREDENTIALS = frozenset(
 )
 # botocore's own list of throttling codes (the one its retry logic backs off on).
 _THROTTLING = ThrottledRetryableChecker()
+
+SSM_BATCH = 10  # GetParameters accepts at most 10 names per call
 
 
 def quiet_sdk_loggers() -> None:
@@ -142,7 +145,7 @@ def aws_error_message(exc: BaseException) -> str:
         return f"cannot reach the AWS endpoint ({url}): check the network and --region"
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        code = str(err.get("Code", "Unknown"))
+        code = error_code(exc) or "Unknown"
         op = exc.operation_name
         action = IAM_ACTIONS.get(op, op)
         aws_said = (
@@ -162,3 +165,15 @@ def aws_error_message(exc: BaseException) -> str:
             )
         return f"{action} failed: {code}{aws_said}"
     return f"AWS call failed: {type(exc).__name__}"
+
+
+def get_parameters(ssm: Any, names: Iterable[str], *, decrypt: bool = True) -> dict[str, dict[str, Any]]:
+    """GetParameters for any number of names: {name: the parameter as SSM returns it}; a name that
+    does not exist is absent (SSM lists it under InvalidParameters rather than failing)."""
+    wanted = list(dict.fromkeys(names))
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(wanted), SSM_BATCH):
+        resp = ssm.get_parameters(Names=wanted[start : start + SSM_BATCH], WithDecryption=decrypt)
+        for p in resp.get("Parameters", []):
+            found[p["Name"]] = p
+    return found

@@ -13,15 +13,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from snowsage import keys
+from snowsage import aws, keys
 from snowsage.settings import PLACEHOLDER, RuntimeSettings, is_placeholder
 
 log = logging.getLogger(__name__)
 
 # name list in, {name: decrypted value} out; names that do not exist are simply absent.
 Fetcher = Callable[[Sequence[str]], Mapping[str, str]]
-
-SSM_BATCH = 10  # GetParameters accepts at most 10 names per call
 
 # Commands the operator CLI offers; kept here so every message names the same fix.
 FIX_KEYPAIR = (
@@ -198,14 +196,7 @@ def boto3_fetcher(ssm_client: Any) -> Fetcher:
     """A Fetcher over an SSM client: GetParameters WithDecryption, 10 names per call."""
 
     def fetch(names: Sequence[str]) -> dict[str, str]:
-        unique = list(dict.fromkeys(names))
-        values: dict[str, str] = {}
-        for start in range(0, len(unique), SSM_BATCH):
-            resp = ssm_client.get_parameters(Names=unique[start : start + SSM_BATCH], WithDecryption=True)
-            for p in resp.get("Parameters", []):
-                values[p["Name"]] = p["Value"]
-            # resp["InvalidParameters"] lists names that do not exist: they stay absent.
-        return values
+        return {name: p["Value"] for name, p in aws.get_parameters(ssm_client, names).items()}
 
     return fetch
 

@@ -83,6 +83,17 @@ def load_private_key(pem: str | bytes, passphrase: str | None = None) -> rsa.RSA
     return key
 
 
+def is_encrypted_pem(data: bytes) -> bool:
+    """Whether the PEM needs a passphrase; anything that does not load is for load_private_key to explain."""
+    try:
+        serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure is reported by load_private_key
+        return False
+    return False
+
+
 def public_key_der(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> bytes:
     pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
     return pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

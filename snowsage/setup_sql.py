@@ -167,6 +167,22 @@ def describe_user_sql(user: str) -> str:
     return f"DESC USER {identifier(user, 'service user')};"
 
 
+def register_key_sql(user: str, slot: int, public_key_body: str, fingerprint: str) -> str:
+    """The ALTER USER that puts a public key in a slot, and how the admin sees that it took."""
+    return (
+        f"{set_public_key_sql(user, slot, public_key_body)}\n"
+        f"-- Check: {describe_user_sql(user)} must show {slot_column(slot)}_FP = {fingerprint}\n"
+    )
+
+
+def retire_key_sql(user: str, slot: int, retired_fingerprint: str | None, live_fingerprint: str) -> str:
+    return (
+        f"{unset_public_key_sql(user, slot)}\n"
+        f"-- Retires the old key {retired_fingerprint or '(fingerprint unknown)'}; "
+        f"the live key {live_fingerprint} stays in {slot_column(3 - slot)}.\n"
+    )
+
+
 # What the Network stack's NatElasticIps output holds when there are no NAT gateways (an empty
 # output value is not allowed by CloudFormation).
 NO_NAT_ADDRESSES = "none"
@@ -189,6 +205,41 @@ def parse_ipv4_list(raw: str | None) -> list[str]:
                 f"NatElasticIps holds {part!r}, which is not an IPv4 address; redeploy the Network stack"
             ) from None
     return ips
+
+
+def policy_names(env_name: str) -> tuple[str, str]:
+    """The network rule's and policy's names: one pair per deployment, the same in every command."""
+    tag = re.sub(r"[^A-Za-z0-9_]", "_", env_name).upper()
+    return f"SNOWSAGE_{tag}_NOTEBOOK", f"SNOWSAGE_{tag}_POLICY"
+
+
+def no_nat_policy_comment(network_stack: str) -> str:
+    """What snowflake-setup ends with in PrivateLink mode, instead of a network policy."""
+    return (
+        f"-- No network policy: {network_stack} has no NAT Elastic IPs, so the notebook\n"
+        "-- reaches Snowflake through PrivateLink with no internet egress. To also limit the user's\n"
+        "-- logins to that VPC endpoint, run `snowsage network-policy` (it explains --vpce-id).\n"
+    )
+
+
+def policy_left_out_comment(ips: Sequence[str]) -> str:
+    return (
+        "-- Network policy left out (--no-network-policy): the user can log in from any address, so\n"
+        "-- a stolen key works anywhere. `snowsage network-policy` prints the SQL that limits logins\n"
+        f"-- to the NAT gateways' addresses ({', '.join(ips)}).\n"
+    )
+
+
+def find_vpce_comment(network_stack: str, region: str, vpc_id: str | None) -> str:
+    """How to find the VPC endpoint a PrivateLink network rule names."""
+    return (
+        f"-- {network_stack} has no NAT Elastic IPs: the notebook reaches Snowflake through\n"
+        "-- PrivateLink, so Snowflake sees the VPC endpoint, not a public address. List that endpoint:\n"
+        f"--   aws ec2 describe-vpc-endpoints --region {region} "
+        f"--filters Name=vpc-id,Values={vpc_id or '<VpcId>'} "
+        "--query 'VpcEndpoints[].[VpcEndpointId,ServiceName]'\n"
+        "-- and run `snowsage network-policy --vpce-id vpce-...` to get a rule of TYPE = AWSVPCEID.\n"
+    )
 
 
 def network_policy_sql(

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from snowsage.aws import error_code, get_parameters
 from snowsage.settings import RuntimeSettings, SettingsError, stack_name
 
 # Tags on the private_key parameter that remember which Snowflake key slot holds the live key and,
@@ -66,8 +67,7 @@ class Deployment:
             try:
                 stacks = self.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
             except ClientError as exc:
-                err = exc.response.get("Error", {})
-                if err.get("Code") == "ValidationError" and "does not exist" in str(err.get("Message")):
+                if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
                     raise DeploymentError(
                         f"stack {name} is not deployed in {self.region}; deploy it (make deploy) or "
                         f"pass the --env/--region it was deployed with"
@@ -104,13 +104,11 @@ class Deployment:
     ) -> dict[str, ParameterValue | None]:
         """Values by name; None for a parameter that does not exist."""
         wanted = list(dict.fromkeys(names))
-        found: dict[str, ParameterValue | None] = dict.fromkeys(wanted)
-        ssm = self.client("ssm")
-        for i in range(0, len(wanted), 10):
-            resp = ssm.get_parameters(Names=wanted[i : i + 10], WithDecryption=decrypt)
-            for p in resp.get("Parameters", []):
-                found[p["Name"]] = ParameterValue(p["Name"], p["Value"], p.get("LastModifiedDate"))
-        return found
+        read = get_parameters(self.client("ssm"), wanted, decrypt=decrypt)
+        return {
+            n: ParameterValue(n, read[n]["Value"], read[n].get("LastModifiedDate")) if n in read else None
+            for n in wanted
+        }
 
     def require_parameters(self, by_key: Mapping[str, str]) -> dict[str, ParameterValue]:
         """Values by logical key; a missing parameter is an error naming it and the stack that makes it."""

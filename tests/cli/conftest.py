@@ -18,6 +18,7 @@ from botocore.response import StreamingBody
 from click.testing import CliRunner, Result
 
 from snowsage import cli as cli_module
+from snowsage.ops import deployment as deployment_ops
 from snowsage.settings import PLACEHOLDER, SECRET_KEYS_BY_AUTH, RuntimeSettings
 
 REGION = "us-east-1"
@@ -242,7 +243,7 @@ class AwsHooks:
 @pytest.fixture
 def aws_hooks(monkeypatch: pytest.MonkeyPatch) -> AwsHooks:
     hooks = AwsHooks()
-    real = cli_module.make_session
+    real = deployment_ops.make_session
 
     def make_session(profile: str | None, region: str | None) -> Any:
         session = real(profile, region)
@@ -250,7 +251,7 @@ def aws_hooks(monkeypatch: pytest.MonkeyPatch) -> AwsHooks:
             session.events.register(event, handler)
         return session
 
-    monkeypatch.setattr(cli_module, "make_session", make_session)
+    monkeypatch.setattr(deployment_ops, "make_session", make_session)
     return hooks
 
 

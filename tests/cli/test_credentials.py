@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from snowsage import cli as cli_module
 from snowsage import keys
+from snowsage.ops import secret_input
 from snowsage.settings import PLACEHOLDER
 from tests.cli.conftest import USER
 from tests.cli.secrets_scan import assert_not_shown, key_fragments
@@ -75,7 +75,7 @@ def test_set_encrypted_key_with_passphrase_on_stdin(deploy, run, key_file) -> No
 
 
 def test_set_encrypted_key_asks_for_the_passphrase_without_echo(deploy, run, key_file, monkeypatch) -> None:
-    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)  # CliRunner's stdin is a pipe
+    monkeypatch.setattr(secret_input, "stdin_is_terminal", lambda: True)  # CliRunner's stdin is a pipe
     d = deploy()
     passphrase = "prompted-passphrase-77"
     path, pem, key = key_file(passphrase)

@@ -155,3 +155,25 @@ def test_rotation_without_a_key_says_to_generate(deploy, run) -> None:
     d = deploy()
     r = run("--env", d.env, "keypair", "rotate", "--no-wait")
     assert r.exit_code == 1 and "keypair generate" in r.stderr
+
+
+def test_rotation_of_a_key_in_an_unknown_slot_says_what_it_assumes(deploy, run, tmp_path) -> None:
+    d = deploy()
+    path = tmp_path / "own.p8"
+    path.write_text(keys.private_key_to_pem(keys.generate_private_key()))
+    assert (
+        run("--env", d.env, "credentials", "set", "--user", USER, "--private-key-file", str(path)).exit_code
+        == 0
+    )
+
+    r = run("--env", d.env, "keypair", "rotate", input="n\n")
+    assert r.exit_code == 1
+    assert "slot is not recorded; assuming RSA_PUBLIC_KEY (pass --live-slot 2 if not)" in r.stderr
+    assert _slot_statement(r.stdout)[0] == "RSA_PUBLIC_KEY_2"
+
+    r = run("--env", d.env, "keypair", "rotate", "--live-slot", "2", input="y\n")
+    assert r.exit_code == 0, r.stderr
+    assert "not recorded" not in r.stderr
+    assert _slot_statement(r.stdout) == ("RSA_PUBLIC_KEY", keys.public_key_body(_stored_key(d)[1]))
+    tags = d.tags("private_key")
+    assert tags["snowsage:rsa-slot"] == "1" and tags["snowsage:rsa-retired-slot"] == "2"

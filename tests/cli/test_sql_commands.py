@@ -139,3 +139,11 @@ def test_setup_sql_json_keeps_its_keys_and_carries_the_policy(deploy, run) -> No
     doc = json.loads(r.stdout)
     assert set(doc) == {"auth", "user", "sql"}
     assert "CREATE NETWORK POLICY IF NOT EXISTS" in doc["sql"] and r.stderr == ""
+
+
+def test_network_policy_refuses_vpce_ids_with_nat_gateways_as_a_usage_error(deploy, run) -> None:
+    d = deploy()
+    r = run("--env", d.env, "network-policy", "--vpce-id", "vpce-0123456789abcdef0")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "Usage: snowsage network-policy [OPTIONS]" in r.stderr
+    assert "Error: this deployment uses NAT gateways; --vpce-id applies only in PrivateLink mode" in r.stderr

@@ -9,7 +9,9 @@ towards SSM (and ``--out``); no result holds one in a field that repr or the ren
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,16 +168,37 @@ def _keypair_context(dep: Deployment, what: str) -> tuple[RuntimeSettings, str]:
     return settings, service_user(dep, settings)
 
 
-def _create_key_file(out: Path) -> int:
-    """A new file only its owner can read, created before anything is stored so a clash stops early."""
+@contextlib.contextmanager
+def _new_key_file(out: Path | None) -> Iterator[Callable[[str], None]]:
+    """A writer for a new file only its owner can read. The file is made before anything is stored,
+    so a clash stops early, and removed again when storing fails."""
+    if out is None:
+        yield lambda _pem: None
+        return
     try:
-        return os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise OperationError(
             f"{out} already exists; snowsage never overwrites a key file: choose a new path"
         ) from None
     except OSError as exc:
         raise OperationError(f"cannot create {out}: {exc.strerror}") from None
+
+    def write(pem: str) -> None:
+        os.fchmod(fd, 0o600)
+        os.write(fd, pem.encode())
+
+    try:
+        yield write
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _new_passphrase(from_stdin: bool) -> str | None:
+    return secret_input.read_secret("passphrase", "--passphrase-stdin") if from_stdin else None
 
 
 def generate(dep: Deployment, req: GenerateRequest) -> GeneratedKey:
@@ -189,11 +212,8 @@ def generate(dep: Deployment, req: GenerateRequest) -> GeneratedKey:
             f"{param} already holds {what}; use `snowsage keypair rotate` to "
             "replace it without downtime, or --force to overwrite it"
         )
-    passphrase = (
-        secret_input.read_secret("passphrase", "--passphrase-stdin") if req.passphrase_stdin else None
-    )
-    fd = _create_key_file(req.out) if req.out is not None else None
-    try:
+    passphrase = _new_passphrase(req.passphrase_stdin)
+    with _new_key_file(req.out) as write_key_file:
         key = keys.generate_private_key(req.bits)
         pem = keys.private_key_to_pem(key, passphrase)
         fp = keys.fingerprint(key)
@@ -208,18 +228,7 @@ def generate(dep: Deployment, req: GenerateRequest) -> GeneratedKey:
                 remove=(TAG_RETIRED_SLOT, TAG_RETIRED_FINGERPRINT),
             ),
         )
-        if fd is not None:
-            os.fchmod(fd, 0o600)
-            os.write(fd, pem.encode())
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-            fd = None
-            Path(req.out).unlink(missing_ok=True)  # type: ignore[arg-type]
-        raise
-    finally:
-        if fd is not None:
-            os.close(fd)
+        write_key_file(pem)
     return GeneratedKey(
         parameter=param,
         passphrase_parameter=settings.parameters["private_key_passphrase"],
@@ -247,9 +256,7 @@ def plan_rotation(dep: Deployment, req: RotateRequest) -> RotationPlan:
     assumed = not live
     live = live or 1
     new_slot = 3 - live
-    passphrase = (
-        secret_input.read_secret("passphrase", "--passphrase-stdin") if req.passphrase_stdin else None
-    )
+    passphrase = _new_passphrase(req.passphrase_stdin)
     key = keys.generate_private_key(req.bits)
     return RotationPlan(
         parameter=param,

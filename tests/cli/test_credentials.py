@@ -13,6 +13,22 @@ from tests.cli.conftest import USER
 from tests.cli.secrets_scan import assert_not_shown, key_fragments
 
 
+def set_key(run, d, user, path, *args, input=None):
+    """`credentials set --user USER --private-key-file PATH [args]`."""
+    return run(
+        "--env",
+        d.env,
+        "credentials",
+        "set",
+        "--user",
+        user,
+        "--private-key-file",
+        str(path),
+        *args,
+        input=input,
+    )
+
+
 @pytest.fixture
 def key_file(tmp_path):
     def _make(passphrase=None, bits=2048):
@@ -28,7 +44,7 @@ def key_file(tmp_path):
 def test_set_stores_a_key_file_and_user(deploy, run, key_file) -> None:
     d = deploy()
     path, pem, key = key_file()
-    r = run("--env", d.env, "credentials", "set", "--user", "NEW_SVC", "--private-key-file", str(path))
+    r = set_key(run, d, "NEW_SVC", path)
     assert r.exit_code == 0, r.stderr
     assert d.value("user") == "NEW_SVC"
     assert keys.fingerprint(keys.load_private_key(d.value("private_key"))) == keys.fingerprint(key)
@@ -40,12 +56,7 @@ def test_set_stores_a_key_file_and_user(deploy, run, key_file) -> None:
 def test_sql_follows_the_user_set_with_credentials_set(deploy, run, key_file) -> None:
     d = deploy()
     path, _, _ = key_file()
-    assert (
-        run(
-            "--env", d.env, "credentials", "set", "--user", "RENAMED_SVC", "--private-key-file", str(path)
-        ).exit_code
-        == 0
-    )
+    assert set_key(run, d, "RENAMED_SVC", path).exit_code == 0
     r = run("--env", d.env, "keypair", "generate", "--force")
     assert r.exit_code == 0, r.stderr
     assert "ALTER USER RENAMED_SVC SET RSA_PUBLIC_KEY" in r.stdout
@@ -55,18 +66,7 @@ def test_set_encrypted_key_with_passphrase_on_stdin(deploy, run, key_file) -> No
     d = deploy()
     passphrase = "s3cret passphrase!"
     path, pem, key = key_file(passphrase)
-    r = run(
-        "--env",
-        d.env,
-        "credentials",
-        "set",
-        "--user",
-        USER,
-        "--private-key-file",
-        str(path),
-        "--passphrase-stdin",
-        input=passphrase + "\n",
-    )
+    r = set_key(run, d, USER, path, "--passphrase-stdin", input=passphrase + "\n")
     assert r.exit_code == 0, r.stderr
     assert d.value("private_key_passphrase") == passphrase
     stored = keys.load_private_key(d.value("private_key"), passphrase)
@@ -79,17 +79,7 @@ def test_set_encrypted_key_asks_for_the_passphrase_without_echo(deploy, run, key
     d = deploy()
     passphrase = "prompted-passphrase-77"
     path, pem, key = key_file(passphrase)
-    r = run(
-        "--env",
-        d.env,
-        "credentials",
-        "set",
-        "--user",
-        USER,
-        "--private-key-file",
-        str(path),
-        input=passphrase + "\n",
-    )
+    r = set_key(run, d, USER, path, input=passphrase + "\n")
     assert r.exit_code == 0, r.stderr
     assert "Passphrase for" in r.stderr
     assert d.value("private_key_passphrase") == passphrase
@@ -101,18 +91,7 @@ def test_set_encrypted_key_asks_for_the_passphrase_without_echo(deploy, run, key
 def test_wrong_passphrase_is_refused_and_nothing_written(deploy, run, key_file) -> None:
     d = deploy()
     path, pem, _ = key_file("the-right-one")
-    r = run(
-        "--env",
-        d.env,
-        "credentials",
-        "set",
-        "--user",
-        "NEW_SVC",
-        "--private-key-file",
-        str(path),
-        "--passphrase-stdin",
-        input="the-wrong-one\n",
-    )
+    r = set_key(run, d, "NEW_SVC", path, "--passphrase-stdin", input="the-wrong-one\n")
     assert r.exit_code == 1
     assert "passphrase does not open" in r.stderr and "Traceback" not in r.everything
     assert len(r.stderr.strip().splitlines()) == 1
@@ -131,7 +110,7 @@ def test_a_file_that_is_not_a_private_key_is_refused(deploy, run, key_file, tmp_
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    r = run("--env", d.env, "credentials", "set", "--user", USER, "--private-key-file", str(public))
+    r = set_key(run, d, USER, public)
     assert r.exit_code == 1
     assert "not a PEM private key" in r.stderr and str(public) in r.stderr
     assert d.value("private_key") == PLACEHOLDER
@@ -158,7 +137,7 @@ def test_empty_password_is_refused(deploy, run) -> None:
 def test_secret_kind_must_match_auth_mode(deploy, run, key_file) -> None:
     d = deploy(auth="password")
     path, _, _ = key_file()
-    r = run("--env", d.env, "credentials", "set", "--user", USER, "--private-key-file", str(path))
+    r = set_key(run, d, USER, path)
     assert r.exit_code == 1 and "auth=keypair" in r.stderr
     assert d.value("user") == USER
 
@@ -205,7 +184,7 @@ def test_a_key_under_2048_bits_is_refused_before_anything_is_written(deploy, run
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key under test
     path = tmp_path / "weak.pem"
     path.write_text(keys.private_key_to_pem(weak))
-    r = run("--env", d.env, "credentials", "set", "--user", "NEW_SVC", "--private-key-file", str(path))
+    r = set_key(run, d, "NEW_SVC", path)
     assert r.exit_code == 1
     assert len(r.stderr.strip().splitlines()) == 1
     assert str(path) in r.stderr and "1024-bit RSA" in r.stderr and "at least 2048 bits" in r.stderr
@@ -217,18 +196,7 @@ def test_a_key_under_2048_bits_is_refused_before_anything_is_written(deploy, run
 def test_a_passphrase_that_is_not_utf8_is_one_clear_error(deploy, run, key_file) -> None:
     d = deploy()
     path, pem, _ = key_file("the-right-one")
-    r = run(
-        "--env",
-        d.env,
-        "credentials",
-        "set",
-        "--user",
-        "NEW_SVC",
-        "--private-key-file",
-        str(path),
-        "--passphrase-stdin",
-        input=b"caf\xe9-latin1\n",
-    )
+    r = set_key(run, d, "NEW_SVC", path, "--passphrase-stdin", input=b"caf\xe9-latin1\n")
     assert r.exit_code == 1 and "Traceback" not in r.everything
     assert len(r.stderr.strip().splitlines()) == 1
     assert "passphrase read by --passphrase-stdin is not UTF-8 text" in r.stderr
@@ -239,9 +207,7 @@ def test_a_passphrase_that_is_not_utf8_is_one_clear_error(deploy, run, key_file)
 def test_an_encrypted_key_without_a_terminal_names_passphrase_stdin(deploy, run, key_file) -> None:
     d = deploy()
     path, _, _ = key_file("needs-a-passphrase")
-    r = run(
-        "--env", d.env, "credentials", "set", "--user", "NEW_SVC", "--private-key-file", str(path), input=""
-    )
+    r = set_key(run, d, "NEW_SVC", path, input="")
     assert r.exit_code == 1
     assert "Aborted" not in r.everything
     assert r.stderr.strip().splitlines() == [

@@ -83,28 +83,23 @@ def test_missing_output_is_named(deploy, run) -> None:
     assert f"SnowSage-{d.env}-Data" in err
 
 
+def _python_m_snowsage(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snowsage", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_python_dash_m_runs_the_cli(deploy) -> None:
     d = deploy()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    ok = subprocess.run(
-        [sys.executable, "-m", "snowsage", "--env", d.env, "credentials", "status"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    ok = _python_m_snowsage("--env", d.env, "credentials", "status")
     assert ok.returncode == 1 and "placeholder" in ok.stdout  # key not set yet
-    bad = subprocess.run(
-        [sys.executable, "-m", "snowsage", "--env", d.env, "--region", "eu-west-1", "check"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
+    bad = _python_m_snowsage("--env", d.env, "--region", "eu-west-1", "check")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
         f"Error: stack SnowSage-{d.env}-Notebook is not deployed in eu-west-1; deploy it (make deploy) or "

@@ -1,35 +1,42 @@
-"""The app's one configuration: cdk.json context parsed and validated into a frozen ``AppConfig``.
+"""The app's one configuration: cdk.json context validated into one frozen pydantic ``AppConfig``.
 
-Every setting has a working default in cdk.json and can be overridden with ``-c key=value``.
-Values given with ``-c`` arrive as strings, so every parser accepts the string form too. A bad
-value raises ``ConfigError`` naming the key, the value seen and what is allowed; app.py turns it
-into one line on stderr and exits before anything is synthesized.
+The model is the only place a default lives; cdk.json holds what a user is expected to set and
+``-c key=value`` overrides any key. Values given with ``-c`` arrive as strings, so every validator
+accepts the string form too. ``load_config`` reports every bad value at once, one line each,
+naming the key, the value seen and what is allowed, as ``ConfigError``; app.py prints it and exits
+before anything is synthesized.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 AL2_END_OF_SUPPORT = "2026-06-30"
 
-INTERFACE_ENDPOINT_SERVICES = (
-    "ssm",
-    "kms",
-    "logs",
-    "monitoring",
-    "sts",
-    "sagemaker_api",
-    "sagemaker_notebook",
-    "lambda",
-)
+InterfaceEndpoint = Literal[
+    "ssm", "kms", "logs", "monitoring", "sts", "sagemaker_api", "sagemaker_notebook", "lambda"
+]
+INTERFACE_ENDPOINT_SERVICES: tuple[str, ...] = get_args(InterfaceEndpoint)
 # What the notebook and the check function need to start, log and read their parameters with no
 # internet at all; privatelink mode turns these on unless the user chooses otherwise.
-PRIVATELINK_DEFAULT_ENDPOINTS = (
+PRIVATELINK_DEFAULT_ENDPOINTS: tuple[InterfaceEndpoint, ...] = (
     "ssm",
     "kms",
     "logs",
@@ -40,30 +47,10 @@ PRIVATELINK_DEFAULT_ENDPOINTS = (
 )
 
 # CloudWatch Logs accepts only these retention periods.
-LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]  # fmt: skip
+LOG_RETENTION_DAYS: tuple[int, ...] = get_args(LogRetentionDays)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 _ORG_ACCOUNT = re.compile(r"^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9_]+$")
@@ -87,131 +74,68 @@ DAY_SECONDS = 86400
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VPCE_SERVICE = re.compile(r"^com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]+$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
+_PREFIX_LIST = re.compile(r"^pl-[0-9a-f]{8,17}$")
 
 
 class ConfigError(ValueError):
     """A setting in cdk.json context (or -c) is invalid; the message says which and how to fix it."""
 
 
-@dataclass(frozen=True)
-class AppConfig:
-    env_name: str
-    region: str
-    account: str | None
-    availability_zones: tuple[str, ...]
-    snowflake_account: str
-    snowflake_user: str
-    snowflake_role: str
-    snowflake_warehouse: str
-    snowflake_database: str
-    snowflake_schema: str
-    snowflake_host: str | None
-    snowflake_port: int | None
-    snowflake_protocol: str | None
-    auth: str
-    network: str
-    nat_gateways: int
-    vpc_cidr: str
-    max_azs: int
-    snowflake_egress_cidrs: tuple[str, ...]
-    privatelink_endpoint_service: str | None
-    privatelink_account_url: str | None
-    privatelink_ocsp_url: str | None
-    interface_endpoints: tuple[str, ...]
-    s3_prefix_list_id: str | None
-    notebook_instance_type: str
-    notebook_volume_gb: int
-    notebook_platform: str
-    idle_stop_minutes: int
-    backup_minutes: int
-    removal_policy: str
-    log_retention_days: int
-    check_schedule: str | None
-    alarm_email: str | None
+class _Problem(ValueError):
+    """One line of a ConfigError. ``key`` is set only where pydantic cannot tell the key: checks
+    that span several settings."""
 
-    @property
-    def stack_prefix(self) -> str:
-        return f"SnowSage-{self.env_name}"
+    def __init__(self, text: str, key: str | None = None) -> None:
+        super().__init__(text)
+        self.text, self.key = text, key
 
-    @property
-    def parameter_prefix(self) -> str:
-        return f"/snowsage/{self.env_name}/snowflake/"
 
-    @property
-    def check_period_seconds(self) -> int | None:
-        """How often the scheduled check runs (a day for a daily cron); None when it is off."""
-        if self.check_schedule is None:
-            return None
-        return schedule_period_seconds("check_schedule", self.check_schedule)
-
-    @property
-    def account_host(self) -> str:
-        """The host the connector reaches: the override, the PrivateLink URL, or the public one."""
-        if self.snowflake_host:
-            return self.snowflake_host
-        if self.network == "privatelink" and self.privatelink_account_url:
-            return self.privatelink_account_url
-        return f"{self.snowflake_account}.snowflakecomputing.com"
+def _invalid(value: Any, allowed: str, key: str | None = None) -> _Problem:
+    return _Problem(f"has invalid value {value!r}: {allowed}", key)
 
 
 # --------------------------------------------------------------------------- value parsers
+# Each returns the parsed value or raises _Problem; pydantic runs them before its type check.
+
+Parser = Callable[[Any], Any]
 
 
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key '{key}' has invalid value {value!r}: {allowed}")
-
-
-def _str(pattern: re.Pattern[str], allowed: str) -> Callable[[str, Any], str]:
-    def parse(key: str, value: Any) -> str:
+def _pattern(pattern: re.Pattern[str], allowed: str) -> Parser:
+    def parse(value: Any) -> str:
         if not isinstance(value, str) or not pattern.match(value):
-            raise _fail(key, value, allowed)
+            raise _invalid(value, allowed)
         return value
 
     return parse
 
 
-def _choice(*options: str) -> Callable[[str, Any], str]:
-    def parse(key: str, value: Any) -> str:
-        if value not in options:
-            raise _fail(key, value, "expected one of " + ", ".join(repr(o) for o in options))
-        return str(value)
+def _whole(low: int, high: int, *also: int) -> Parser:
+    # Not pydantic's int: it would take true as 1 and "2.0" as 2.
+    allowed = f"expected a whole number from {low} to {high}" + "".join(f" or {n}" for n in also)
 
-    return parse
-
-
-def _int(low: int, high: int, extra: tuple[int, ...] = ()) -> Callable[[str, Any], int]:
-    def parse(key: str, value: Any) -> int:
+    def parse(value: Any) -> int:
         n: int | None = None
-        if isinstance(value, bool):
-            n = None
-        elif isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             n = value
         elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             n = int(value)
-        allowed = f"expected a whole number from {low} to {high}"
-        if extra:
-            allowed += " or " + " or ".join(map(str, extra))
-        if n is None or not (low <= n <= high or n in extra):
-            raise _fail(key, value, allowed)
+        if n is None or not (low <= n <= high or n in also):
+            raise _invalid(value, allowed)
         return n
 
     return parse
 
 
-def _optional(inner: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    def parse(key: str, value: Any) -> Any:
-        if (
-            value is None
-            or value == ""
-            or (isinstance(value, str) and value.lower() in ("none", "off", "null"))
-        ):
-            return None
-        return inner(key, value)
-
-    return parse
+def _unset(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off", "null"))
 
 
-def _list(key: str, value: Any) -> list[Any]:
+def _optional(inner: Parser | None = None) -> BeforeValidator:
+    """null, "" or the strings none/off/null (what -c can say) leave the setting unset."""
+    return BeforeValidator(lambda v: None if _unset(v) else inner(v) if inner else v)
+
+
+def _list(value: Any) -> list[Any]:
     """Lists come as JSON arrays from cdk.json, and as JSON or comma-separated strings from -c."""
     if isinstance(value, (list, tuple)):
         return list(value)
@@ -221,50 +145,48 @@ def _list(key: str, value: Any) -> list[Any]:
             try:
                 parsed = json.loads(text)
             except json.JSONDecodeError:
-                raise _fail(key, value, "expected a JSON array or a comma-separated list") from None
+                raise _invalid(value, "expected a JSON array or a comma-separated list") from None
             if isinstance(parsed, list):
                 return parsed
         return [part.strip() for part in text.split(",") if part.strip()]
-    raise _fail(key, value, "expected a list (JSON array or comma-separated string)")
+    raise _invalid(value, "expected a list (JSON array or comma-separated string)")
 
 
-def _cidrs(key: str, value: Any) -> tuple[str, ...]:
-    items = _list(key, value)
+def _cidrs(value: Any) -> tuple[str, ...]:
+    items = _list(value)
     if not items:
-        raise _fail(key, value, 'expected at least one IPv4 CIDR, e.g. ["0.0.0.0/0"]')
+        raise _invalid(value, 'expected at least one IPv4 CIDR, e.g. ["0.0.0.0/0"]')
     out = []
     for item in items:
         try:
             net = ipaddress.IPv4Network(str(item), strict=True)
         except ValueError:
-            raise _fail(key, item, "expected IPv4 CIDRs in network form such as '203.0.113.0/24'") from None
+            raise _invalid(item, "expected IPv4 CIDRs in network form such as '203.0.113.0/24'") from None
         out.append(str(net))
     return tuple(out)
 
 
-def _vpc_cidr(key: str, value: Any) -> str:
+def _vpc_cidr(value: Any) -> str:
     try:
         net = ipaddress.IPv4Network(str(value), strict=True)
     except ValueError:
-        raise _fail(key, value, "expected an IPv4 network such as '10.40.0.0/16'") from None
+        raise _invalid(value, "expected an IPv4 network such as '10.40.0.0/16'") from None
     if not 16 <= net.prefixlen <= 24:
-        raise _fail(key, value, "the VPC prefix length must be between /16 and /24")
+        raise _invalid(value, "the VPC prefix length must be between /16 and /24")
     if not net.is_private:
-        raise _fail(key, value, "use a private (RFC 1918) range such as '10.40.0.0/16'")
+        raise _invalid(value, "use a private (RFC 1918) range such as '10.40.0.0/16'")
     return str(net)
 
 
-def _snowflake_account(key: str, value: Any) -> str:
+def _snowflake_account(value: Any) -> str:
     if isinstance(value, str) and "snowflakecomputing" in value:
-        raise _fail(
-            key,
+        raise _invalid(
             value,
             "give the account identifier, not the URL: 'orgname-accountname' (from the URL "
             "'orgname-accountname.snowflakecomputing.com')",
         )
     if not isinstance(value, str) or not (_ORG_ACCOUNT.match(value) or _LEGACY_LOCATOR.match(value)):
-        raise _fail(
-            key,
+        raise _invalid(
             value,
             "expected 'orgname-accountname' (e.g. 'myorg-analytics') or a legacy "
             "'locator.region[.cloud]' (e.g. 'xy12345.us-east-2.aws')",
@@ -272,42 +194,35 @@ def _snowflake_account(key: str, value: Any) -> str:
     return value
 
 
-def _platform(key: str, value: Any) -> str:
+def _platform(value: Any) -> str:
     if isinstance(value, str) and value.startswith("notebook-al2-"):
-        raise _fail(
-            key,
+        raise _invalid(
             value,
             f"Amazon Linux 2 notebook platforms reached end of support on {AL2_END_OF_SUPPORT}; "
             "use 'notebook-al2023-v1'",
         )
-    return _str(_PLATFORM, "expected an Amazon Linux 2023 platform such as 'notebook-al2023-v1'")(key, value)
-
-
-def _endpoints(key: str, value: Any) -> tuple[str, ...] | None:
-    if value is None or value == "default":
-        return None
-    items = [str(i) for i in _list(key, value)] if value != "none" else []
-    unknown = [i for i in items if i not in INTERFACE_ENDPOINT_SERVICES]
-    if unknown:
-        raise _fail(key, unknown[0], "expected services among " + ", ".join(INTERFACE_ENDPOINT_SERVICES))
-    return tuple(dict.fromkeys(items))
-
-
-def _ident(what: str) -> Callable[[str, Any], str]:
-    return _str(
-        _IDENT,
-        f"expected a Snowflake {what} identifier: a letter or underscore, then letters, digits, _ or $",
+    return str(
+        _pattern(_PLATFORM, "expected an Amazon Linux 2023 platform such as 'notebook-al2023-v1'")(value)
     )
 
 
-def _retention(key: str, value: Any) -> int:
-    n = _int(1, 3653)(key, value)
+def _ident(what: str) -> BeforeValidator:
+    return BeforeValidator(
+        _pattern(
+            _IDENT,
+            f"expected a Snowflake {what} identifier: a letter or underscore, then letters, digits, _ or $",
+        )
+    )
+
+
+def _retention(value: Any) -> int:
+    n = int(_whole(1, 3653)(value))
     if n not in LOG_RETENTION_DAYS:
-        raise _fail(key, value, "CloudWatch Logs accepts " + ", ".join(map(str, LOG_RETENTION_DAYS)))
+        raise _invalid(value, "CloudWatch Logs accepts " + ", ".join(map(str, LOG_RETENTION_DAYS)))
     return n
 
 
-def schedule_period_seconds(key: str, value: Any) -> int:
+def schedule_period_seconds(value: Any) -> int:
     """The period the heartbeat alarm watches for ``value``, an EventBridge schedule expression.
 
     rate(N unit) gives N units. A cron schedule has no fixed period, so only one that runs on every
@@ -322,18 +237,17 @@ def schedule_period_seconds(key: str, value: Any) -> int:
         count, unit = int(rate.group(1)), rate.group(2)
         singular = unit.rstrip("s")
         if count < 1:
-            raise _fail(key, value, f"a rate needs at least 1 {singular}, e.g. 'rate(1 hour)'")
+            raise _invalid(value, f"a rate needs at least 1 {singular}, e.g. 'rate(1 hour)'")
         # EventBridge itself refuses 'rate(1 hours)' and 'rate(5 minute)' at deploy time.
         if (count == 1) != (unit == singular):
             fixed = f"rate({count} {singular if count == 1 else singular + 's'})"
-            raise _fail(
-                key, value, f"EventBridge wants the unit singular for 1 and plural otherwise: '{fixed}'"
+            raise _invalid(
+                value, f"EventBridge wants the unit singular for 1 and plural otherwise: '{fixed}'"
             )
         period = count * _RATE_UNIT_SECONDS[singular]
         if period * HEARTBEAT_PERIODS > MAX_ALARM_WINDOW_SECONDS:
             longest = MAX_ALARM_WINDOW_SECONDS // HEARTBEAT_PERIODS // 3600
-            raise _fail(
-                key,
+            raise _invalid(
                 value,
                 f"the heartbeat alarm watches {HEARTBEAT_PERIODS} periods and CloudWatch alarms look back "
                 f"at most 7 days, so the longest schedule is 'rate({longest} hours)'",
@@ -343,127 +257,241 @@ def schedule_period_seconds(key: str, value: Any) -> int:
     if cron:
         fields = cron.group(1).split()
         if len(fields) != 6:
-            raise _fail(
-                key,
+            raise _invalid(
                 value,
                 "an EventBridge cron has 6 fields (minutes hours day-of-month month day-of-week year), "
                 "e.g. 'cron(0 8 * * ? *)'",
             )
         _minutes, _hours, day_of_month, month, day_of_week, year = fields
         if not (day_of_month in ("*", "?") and day_of_week in ("*", "?") and month == "*" and year == "*"):
-            raise _fail(
-                key,
+            raise _invalid(
                 value,
                 "the heartbeat alarm can only watch a cron that runs every day (day-of-month and "
                 "day-of-week '*' or '?', month and year '*'), e.g. 'cron(0 8 * * ? *)'; use "
                 "'rate(...)' for anything else",
             )
         return DAY_SECONDS
-    raise _fail(key, value, usage)
+    raise _invalid(value, usage)
 
 
-def _check_schedule(key: str, value: Any) -> str:
-    schedule_period_seconds(key, value)
+def _check_schedule(value: Any) -> str:
+    schedule_period_seconds(value)
     return str(value).strip()
 
 
-def _minutes_or_zero(key: str, value: Any) -> int:
-    return _int(5, 1440, extra=(0,))(key, value)
+# Defaults that depend on settings validated before them (pydantic passes those as ``data``).
 
 
-PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "env_name": _str(
-        _ENV_NAME, "expected lowercase letters, digits and '-', starting with a letter, at most 16 characters"
-    ),
-    "region": _str(_REGION, "expected an AWS region name such as 'us-east-1'"),
-    "account": _optional(
-        _str(_ACCOUNT_ID, "expected a 12-digit AWS account ID, or null to deploy to the CLI's account")
-    ),
-    "availability_zones": lambda k, v: _list(k, v),
-    "snowflake_account": _snowflake_account,
-    "snowflake_user": _ident("user"),
-    "snowflake_role": _ident("role"),
-    "snowflake_warehouse": _ident("warehouse"),
-    "snowflake_database": _ident("database"),
-    "snowflake_schema": _ident("schema"),
-    "snowflake_host": _optional(
-        _str(_HOSTNAME, "expected a host name such as 'xy12345.us-east-1.privatelink.snowflakecomputing.com'")
-    ),
-    "snowflake_port": _optional(_int(1, 65535)),
-    "snowflake_protocol": _optional(_choice("https", "http")),
-    "auth": _choice("keypair", "password", "wif"),
-    "network": _choice("nat", "privatelink"),
-    "nat_gateways": _int(1, 6),
-    "vpc_cidr": _vpc_cidr,
-    "max_azs": _int(1, 6),
-    "snowflake_egress_cidrs": _cidrs,
-    "privatelink_endpoint_service": _optional(
-        _str(
-            _VPCE_SERVICE,
-            "expected the Snowflake PrivateLink service name from SYSTEM$GET_PRIVATELINK_CONFIG(), e.g. 'com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0'",
-        )
-    ),
-    "privatelink_account_url": _optional(
-        _str(_HOSTNAME, "expected 'privatelink-account-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")
-    ),
-    "privatelink_ocsp_url": _optional(
-        _str(_HOSTNAME, "expected 'privatelink-ocsp-url' from SYSTEM$GET_PRIVATELINK_CONFIG()")
-    ),
-    "interface_endpoints": _endpoints,
-    "s3_prefix_list_id": _optional(
-        _str(re.compile(r"^pl-[0-9a-f]{8,17}$"), "expected a managed prefix list ID such as 'pl-63a5400a'")
-    ),
-    "notebook_instance_type": _str(
-        _INSTANCE_TYPE, "expected a SageMaker notebook instance type such as 'ml.t3.medium'"
-    ),
-    "notebook_volume_gb": _int(5, 16384),
-    "notebook_platform": _platform,
-    "idle_stop_minutes": _minutes_or_zero,
-    "backup_minutes": _minutes_or_zero,
-    "removal_policy": _choice("retain", "destroy"),
-    "log_retention_days": _retention,
-    "check_schedule": _optional(_check_schedule),
-    "alarm_email": _optional(_str(_EMAIL, "expected an email address for the failure alarm, or null")),
-}
+def _default_zones(data: dict[str, Any]) -> tuple[str, ...]:
+    """Zones a, b and c of the region: pinned either way, so synth never looks them up."""
+    region = data.get("region")
+    return tuple(f"{region}{letter}" for letter in "abc") if region else ()
 
-DEFAULTS: dict[str, Any] = {
-    "env_name": "dev",
-    "region": "us-east-1",
-    "account": None,
-    "availability_zones": None,
-    "snowflake_account": "myorg-myaccount",
-    "snowflake_user": "SNOWSAGE_SVC",
-    "snowflake_role": "SNOWSAGE_ROLE",
-    "snowflake_warehouse": "SNOWSAGE_WH",
-    "snowflake_database": "ANALYTICS",
-    "snowflake_schema": "PUBLIC",
-    "snowflake_host": None,
-    "snowflake_port": None,
-    "snowflake_protocol": None,
-    "auth": "keypair",
-    "network": "nat",
-    "nat_gateways": 1,
-    "vpc_cidr": "10.40.0.0/16",
-    "max_azs": 2,
-    "snowflake_egress_cidrs": ["0.0.0.0/0"],
-    "privatelink_endpoint_service": None,
-    "privatelink_account_url": None,
-    "privatelink_ocsp_url": None,
-    "interface_endpoints": "default",
-    "s3_prefix_list_id": None,
-    "notebook_instance_type": "ml.t3.medium",
-    "notebook_volume_gb": 20,
-    "notebook_platform": "notebook-al2023-v1",
-    "idle_stop_minutes": 60,
-    "backup_minutes": 15,
-    "removal_policy": "retain",
-    "log_retention_days": 365,
-    "check_schedule": "rate(1 hour)",
-    "alarm_email": None,
-}
-assert set(PARSERS) == set(DEFAULTS) == {f.name for f in fields(AppConfig)}
 
-VALID_KEYS = tuple(PARSERS)
+def _default_endpoints(data: dict[str, Any]) -> tuple[InterfaceEndpoint, ...]:
+    """None in nat mode; what the notebook and the check need without internet in privatelink mode."""
+    return PRIVATELINK_DEFAULT_ENDPOINTS if data.get("network") == "privatelink" else ()
+
+
+_HOST = "expected a host name such as 'xy12345.us-east-1.privatelink.snowflakecomputing.com'"
+_PL_CONFIG = "from SYSTEM$GET_PRIVATELINK_CONFIG()"
+_MINUTES_OR_OFF = BeforeValidator(_whole(5, 1440, 0))
+
+
+class AppConfig(BaseModel):
+    """Every setting of the app, its default and what is allowed; the README table lists them all."""
+
+    # validate_default: a default goes through the same checks as a value a user typed.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    env_name: Annotated[
+        str,
+        BeforeValidator(
+            _pattern(
+                _ENV_NAME,
+                "expected lowercase letters, digits and '-', starting with a letter, at most 16 characters",
+            )
+        ),
+    ] = "dev"
+    region: Annotated[
+        str, BeforeValidator(_pattern(_REGION, "expected an AWS region name such as 'us-east-1'"))
+    ] = "us-east-1"
+    account: Annotated[
+        str | None,
+        _optional(
+            _pattern(
+                _ACCOUNT_ID, "expected a 12-digit AWS account ID, or null to deploy to the CLI's account"
+            )
+        ),
+    ] = None
+    availability_zones: tuple[str, ...] = Field(default_factory=_default_zones)
+    snowflake_account: Annotated[str, BeforeValidator(_snowflake_account)] = "myorg-myaccount"
+    snowflake_user: Annotated[str, _ident("user")] = "SNOWSAGE_SVC"
+    snowflake_role: Annotated[str, _ident("role")] = "SNOWSAGE_ROLE"
+    snowflake_warehouse: Annotated[str, _ident("warehouse")] = "SNOWSAGE_WH"
+    snowflake_database: Annotated[str, _ident("database")] = "ANALYTICS"
+    snowflake_schema: Annotated[str, _ident("schema")] = "PUBLIC"
+    snowflake_host: Annotated[str | None, _optional(_pattern(_HOSTNAME, _HOST))] = None
+    snowflake_port: Annotated[int | None, _optional(_whole(1, 65535))] = None
+    snowflake_protocol: Annotated[Literal["https", "http"] | None, _optional()] = None
+    auth: Literal["keypair", "password", "wif"] = "keypair"
+    network: Literal["nat", "privatelink"] = "nat"
+    nat_gateways: Annotated[int, BeforeValidator(_whole(1, 6))] = 1
+    vpc_cidr: Annotated[str, BeforeValidator(_vpc_cidr)] = "10.40.0.0/16"
+    max_azs: Annotated[int, BeforeValidator(_whole(1, 6))] = 2
+    snowflake_egress_cidrs: Annotated[tuple[str, ...], BeforeValidator(_cidrs)] = ("0.0.0.0/0",)
+    privatelink_endpoint_service: Annotated[
+        str | None,
+        _optional(
+            _pattern(
+                _VPCE_SERVICE,
+                f"expected the Snowflake PrivateLink service name {_PL_CONFIG}, e.g. 'com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0'",
+            )
+        ),
+    ] = None
+    privatelink_account_url: Annotated[
+        str | None, _optional(_pattern(_HOSTNAME, f"expected 'privatelink-account-url' {_PL_CONFIG}"))
+    ] = None
+    privatelink_ocsp_url: Annotated[
+        str | None, _optional(_pattern(_HOSTNAME, f"expected 'privatelink-ocsp-url' {_PL_CONFIG}"))
+    ] = None
+    interface_endpoints: tuple[InterfaceEndpoint, ...] = Field(default_factory=_default_endpoints)
+    s3_prefix_list_id: Annotated[
+        str | None,
+        _optional(_pattern(_PREFIX_LIST, "expected a managed prefix list ID such as 'pl-63a5400a'")),
+    ] = None
+    notebook_instance_type: Annotated[
+        str,
+        BeforeValidator(
+            _pattern(_INSTANCE_TYPE, "expected a SageMaker notebook instance type such as 'ml.t3.medium'")
+        ),
+    ] = "ml.t3.medium"
+    notebook_volume_gb: Annotated[int, BeforeValidator(_whole(5, 16384))] = 20
+    notebook_platform: Annotated[str, BeforeValidator(_platform)] = "notebook-al2023-v1"
+    idle_stop_minutes: Annotated[int, _MINUTES_OR_OFF] = 60
+    backup_minutes: Annotated[int, _MINUTES_OR_OFF] = 15
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    log_retention_days: Annotated[LogRetentionDays, BeforeValidator(_retention)] = 365
+    check_schedule: Annotated[str | None, _optional(_check_schedule)] = "rate(1 hour)"
+    alarm_email: Annotated[
+        str | None, _optional(_pattern(_EMAIL, "expected an email address for the failure alarm, or null"))
+    ] = None
+
+    @field_validator("availability_zones", mode="before")
+    @classmethod
+    def _zones_in_region(cls, value: Any, info: ValidationInfo) -> tuple[Any, ...]:
+        region = info.data.get("region")
+        zones = _default_zones(info.data) if value is None else _list(value)
+        if region is None:  # the region itself is wrong and reported; nothing to compare with
+            return tuple(zones)
+        bad = [z for z in zones if not (isinstance(z, str) and re.fullmatch(re.escape(region) + r"[a-z]", z))]
+        if bad:
+            raise _invalid(bad[0], f"expected zone names in region {region}, e.g. '{region}a'")
+        return tuple(zones)
+
+    @field_validator("interface_endpoints", mode="before")
+    @classmethod
+    def _known_endpoints(cls, value: Any, info: ValidationInfo) -> tuple[Any, ...]:
+        if value is None or value == "default":
+            return _default_endpoints(info.data)
+        items = [str(i) for i in _list(value)] if value != "none" else []
+        unknown = [i for i in items if i not in INTERFACE_ENDPOINT_SERVICES]
+        if unknown:
+            raise _invalid(unknown[0], "expected services among " + ", ".join(INTERFACE_ENDPOINT_SERVICES))
+        return tuple(dict.fromkeys(items))
+
+    @model_validator(mode="after")
+    def _settings_agree(self) -> AppConfig:
+        """Checks that span several settings; they run once every value is valid on its own."""
+        region, zones = self.region, self.availability_zones
+        if self.max_azs > len(zones):
+            raise _invalid(
+                self.max_azs,
+                f"at most {len(zones)}, the number of zones in 'availability_zones' ({', '.join(zones)})",
+                key="max_azs",
+            )
+        if self.network == "nat" and self.nat_gateways > self.max_azs:
+            raise _invalid(
+                self.nat_gateways,
+                f"at most max_azs ({self.max_azs}): one NAT gateway per zone",
+                key="nat_gateways",
+            )
+        if self.network == "privatelink":
+            for key in ("privatelink_endpoint_service", "privatelink_account_url", "privatelink_ocsp_url"):
+                if not getattr(self, key):
+                    raise _Problem(
+                        "is required when network is 'privatelink': run "
+                        "SELECT SYSTEM$GET_PRIVATELINK_CONFIG(); in Snowflake and copy the value",
+                        key=key,
+                    )
+            url, service = self.privatelink_account_url or "", self.privatelink_endpoint_service or ""
+            if not url.endswith(".privatelink.snowflakecomputing.com"):
+                raise _invalid(
+                    url,
+                    "expected a host ending in '.privatelink.snowflakecomputing.com'",
+                    key="privatelink_account_url",
+                )
+            if not service.startswith(f"com.amazonaws.vpce.{region}."):
+                raise _invalid(
+                    service,
+                    f"the endpoint service must be in the deployment region {region}",
+                    key="privatelink_endpoint_service",
+                )
+            missing = [
+                s for s in ("ssm", "kms", "logs", "sagemaker_api") if s not in self.interface_endpoints
+            ]
+            if missing:
+                raise _invalid(
+                    list(self.interface_endpoints),
+                    f"privatelink mode has no internet, so it needs endpoints for {', '.join(missing)}",
+                    key="interface_endpoints",
+                )
+        if "0.0.0.0/0" not in self.snowflake_egress_cidrs and not self.s3_prefix_list_id:
+            raise _Problem(
+                "is required when 'snowflake_egress_cidrs' does not include "
+                "'0.0.0.0/0': the notebook reaches S3 (wheelhouse, results) through the gateway endpoint, "
+                "which security groups allow by prefix list; find it with `aws ec2 describe-managed-prefix-lists "
+                f"--filters Name=prefix-list-name,Values=com.amazonaws.{region}.s3`",
+                key="s3_prefix_list_id",
+            )
+        if self.snowflake_protocol == "http" and not self.snowflake_host:
+            raise _invalid(
+                "http",
+                "plain http is only for a local emulator named by 'snowflake_host'; use 'https'",
+                key="snowflake_protocol",
+            )
+        if self.snowflake_port is not None and not self.snowflake_host:
+            raise _invalid(
+                self.snowflake_port, "a port override needs 'snowflake_host' as well", key="snowflake_port"
+            )
+        return self
+
+    @property
+    def stack_prefix(self) -> str:
+        return f"SnowSage-{self.env_name}"
+
+    @property
+    def parameter_prefix(self) -> str:
+        return f"/snowsage/{self.env_name}/snowflake/"
+
+    @property
+    def check_period_seconds(self) -> int | None:
+        """How often the scheduled check runs (a day for a daily cron); None when it is off."""
+        if self.check_schedule is None:
+            return None
+        return schedule_period_seconds(self.check_schedule)
+
+    @property
+    def account_host(self) -> str:
+        """The host the connector reaches: the override, the PrivateLink URL, or the public one."""
+        if self.snowflake_host:
+            return self.snowflake_host
+        if self.network == "privatelink" and self.privatelink_account_url:
+            return self.privatelink_account_url
+        return f"{self.snowflake_account}.snowflakecomputing.com"
+
+
+VALID_KEYS = tuple(AppConfig.model_fields)
 
 
 def _is_cdk_key(key: str) -> bool:
@@ -473,100 +501,35 @@ def _is_cdk_key(key: str) -> bool:
 
 
 def load_config(context: Mapping[str, Any]) -> AppConfig:
-    """Parse the whole context; every problem is reported, each on its own line, in one error."""
-    unknown = sorted(k for k in context if not _is_cdk_key(k) and k not in PARSERS)
-    errors: list[str] = []
-    for key in unknown:
-        close = [v for v in VALID_KEYS if _similar(key, v)]
+    """Validate the whole context; every problem is reported, each on its own line, in one error."""
+    try:
+        return AppConfig.model_validate({k: v for k, v in context.items() if not _is_cdk_key(k)})
+    except ValidationError as exc:
+        errors = exc.errors()
+    unknown = sorted(_describe(e) for e in errors if e["type"] == "extra_forbidden")
+    invalid = [_describe(e) for e in errors if e["type"] != "extra_forbidden"]
+    raise ConfigError("\n".join(unknown + invalid))
+
+
+def _describe(error: ErrorDetails) -> str:
+    key = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, VALID_KEYS, n=1, cutoff=0.8)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        errors.append(f"unknown config key '{key}'{hint}; valid keys are: {', '.join(VALID_KEYS)}")
-
-    values: dict[str, Any] = {}
-    for key, parse in PARSERS.items():
-        raw = context.get(key, DEFAULTS[key])
-        try:
-            values[key] = parse(key, raw)
-        except ConfigError as exc:
-            errors.append(str(exc))
-    if not errors:
-        try:
-            values = _cross_check(values)
-        except ConfigError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise ConfigError("\n".join(errors))
-    return AppConfig(**values)
+        return f"unknown config key '{key}'{hint}; valid keys are: {', '.join(VALID_KEYS)}"
+    problem = error.get("ctx", {}).get("error")
+    if isinstance(problem, _Problem):
+        return f"config key '{problem.key or key}' {problem.text}"
+    if error["type"] == "literal_error":
+        options = ", ".join(repr(o) for o in _literal_options(AppConfig.model_fields[key].annotation))
+        return f"config key '{key}' has invalid value {error['input']!r}: expected one of {options}"
+    return f"config key '{key}' has invalid value {error['input']!r}: {error['msg']}"
 
 
-def _cross_check(v: dict[str, Any]) -> dict[str, Any]:
-    region = v["region"]
-    azs = v["availability_zones"]
-    if azs is None:
-        azs = [f"{region}{letter}" for letter in "abc"]
-    bad_az = [a for a in azs if not (isinstance(a, str) and re.fullmatch(re.escape(region) + r"[a-z]", a))]
-    if bad_az:
-        raise _fail(
-            "availability_zones", bad_az[0], f"expected zone names in region {region}, e.g. '{region}a'"
-        )
-    v["availability_zones"] = tuple(azs)
-    if v["max_azs"] > len(azs):
-        raise _fail(
-            "max_azs",
-            v["max_azs"],
-            f"at most {len(azs)}, the number of zones in 'availability_zones' ({', '.join(azs)})",
-        )
-    if v["network"] == "nat" and v["nat_gateways"] > v["max_azs"]:
-        raise _fail(
-            "nat_gateways", v["nat_gateways"], f"at most max_azs ({v['max_azs']}): one NAT gateway per zone"
-        )
-    if v["network"] == "privatelink":
-        for key in ("privatelink_endpoint_service", "privatelink_account_url", "privatelink_ocsp_url"):
-            if not v[key]:
-                raise ConfigError(
-                    f"config key '{key}' is required when network is 'privatelink': run "
-                    "SELECT SYSTEM$GET_PRIVATELINK_CONFIG(); in Snowflake and copy the value"
-                )
-        if not v["privatelink_account_url"].endswith(".privatelink.snowflakecomputing.com"):
-            raise _fail(
-                "privatelink_account_url",
-                v["privatelink_account_url"],
-                "expected a host ending in '.privatelink.snowflakecomputing.com'",
-            )
-        if not v["privatelink_endpoint_service"].startswith(f"com.amazonaws.vpce.{region}."):
-            raise _fail(
-                "privatelink_endpoint_service",
-                v["privatelink_endpoint_service"],
-                f"the endpoint service must be in the deployment region {region}",
-            )
-    if v["interface_endpoints"] is None:
-        v["interface_endpoints"] = PRIVATELINK_DEFAULT_ENDPOINTS if v["network"] == "privatelink" else ()
-    if v["network"] == "privatelink":
-        missing = [s for s in ("ssm", "kms", "logs", "sagemaker_api") if s not in v["interface_endpoints"]]
-        if missing:
-            raise _fail(
-                "interface_endpoints",
-                list(v["interface_endpoints"]),
-                f"privatelink mode has no internet, so it needs endpoints for {', '.join(missing)}",
-            )
-    if "0.0.0.0/0" not in v["snowflake_egress_cidrs"] and not v["s3_prefix_list_id"]:
-        raise ConfigError(
-            "config key 's3_prefix_list_id' is required when 'snowflake_egress_cidrs' does not include "
-            "'0.0.0.0/0': the notebook reaches S3 (wheelhouse, results) through the gateway endpoint, "
-            "which security groups allow by prefix list; find it with `aws ec2 describe-managed-prefix-lists "
-            f"--filters Name=prefix-list-name,Values=com.amazonaws.{region}.s3`"
-        )
-    if v["snowflake_protocol"] == "http" and not v["snowflake_host"]:
-        raise _fail(
-            "snowflake_protocol",
-            "http",
-            "plain http is only for a local emulator named by 'snowflake_host'; use 'https'",
-        )
-    if v["snowflake_port"] is not None and not v["snowflake_host"]:
-        raise _fail("snowflake_port", v["snowflake_port"], "a port override needs 'snowflake_host' as well")
-    return v
-
-
-def _similar(a: str, b: str) -> bool:
-    import difflib
-
-    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+def _literal_options(annotation: Any) -> list[Any]:
+    """The options of a Literal, also inside ``X | None`` and ``tuple[X, ...]``."""
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    if get_origin(annotation) in (Union, tuple) or type(annotation).__name__ == "UnionType":
+        return [o for arg in get_args(annotation) for o in _literal_options(arg)]
+    return []

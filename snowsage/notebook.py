@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from snowsage.reports import InstallStatus
 from snowsage.settings import NOTEBOOK_SETTINGS_PATH, RuntimeSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -107,17 +108,19 @@ def settings_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(SETTINGS_FILE_ENV_VAR) or NOTEBOOK_SETTINGS_PATH)
 
 
-def _install_status(path: Path) -> dict[str, Any] | None:
+def _install_status(path: Path) -> InstallStatus | None:
+    """What the lifecycle's install reported; None if nothing readable (a foreign file says nothing)."""
     try:
-        doc = json.loads((path.parent / INSTALL_STATUS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return InstallStatus.from_dict(
+            json.loads((path.parent / INSTALL_STATUS_NAME).read_text(encoding="utf-8"))
+        )
+    except (OSError, ValueError):  # unreadable, not JSON, or not an install status (ReportError)
         return None
-    return doc if isinstance(doc, dict) else None
 
 
-def _still_installing(path: Path, status: Mapping[str, Any]) -> InstallNotFinished:
-    started = f"started {status['started_at']}: " if status.get("started_at") else ""
-    detail = str(status.get("detail") or "in progress").strip()
+def _still_installing(path: Path, status: InstallStatus) -> InstallNotFinished:
+    started = f"started {status.started_at}: " if status.started_at else ""
+    detail = (status.detail or "in progress").strip()
     return InstallNotFinished(
         f"the notebook is still installing the Snowflake connector ({started}{detail}): wait a minute "
         f"and re-run this cell; if {path.parent / INSTALL_STATUS_NAME} still says running after 15 "
@@ -127,11 +130,11 @@ def _still_installing(path: Path, status: Mapping[str, Any]) -> InstallNotFinish
 
 def _install_error(path: Path, module: str) -> NotebookError:
     """Why ``module`` cannot be imported: the install is running, it failed, or this is another kernel."""
-    status = _install_status(path) or {}
-    if status.get("state") == "running":
+    status = _install_status(path)
+    if status and status.running:
         return _still_installing(path, status)
-    if status.get("state") == "failed":
-        detail = str(status.get("detail") or "no reason recorded").strip()
+    if status and status.failed:
+        detail = (status.detail or "no reason recorded").strip()
         return InstallFailed(
             f"installing the Snowflake connector failed: {detail}. Full log: {INSTALL_LOG} (and "
             "CloudWatch /aws/sagemaker/NotebookInstances, stream <notebook>/jupyter.log); fix the "
@@ -146,7 +149,7 @@ def _install_error(path: Path, module: str) -> NotebookError:
 def _check_install(path: Path) -> None:
     """Refuse to start while pip may still be replacing packages under this kernel."""
     status = _install_status(path)
-    if status and status.get("state") == "running":
+    if status and status.running:
         raise _still_installing(path, status)
 
 

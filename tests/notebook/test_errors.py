@@ -90,6 +90,22 @@ def test_a_failed_install_does_not_block_when_the_packages_import(deploy: Deploy
         nb.connect(dep.settings_file)
 
 
+def test_a_newer_lifecycles_extra_status_keys_still_say_running(deploy: Deploy) -> None:
+    dep = deploy()
+    doc = {"state": "running", "detail": "installing the kernel", "kernel": {"name": "snowsage"}}
+    dep.status_file.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(nb.InstallNotFinished, match=r"\(installing the kernel\): wait a minute"):
+        nb.connect(dep.settings_file)
+
+
+@pytest.mark.parametrize("doc", [["running"], {"state": 1}, {"detail": "no state"}], ids=str)
+def test_an_install_status_that_is_not_one_does_not_block(deploy: Deploy, doc: Any) -> None:
+    dep = deploy(credentials=False)
+    dep.status_file.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(nb.CredentialsNotReady):
+        nb.connect(dep.settings_file)
+
+
 def test_placeholder_key_names_the_keypair_command(deploy: Deploy) -> None:
     dep = deploy(credentials=False)
     with pytest.raises(nb.CredentialsNotReady) as err:

@@ -94,8 +94,7 @@ def _invalid(value: Any, allowed: str, key: str | None = None) -> _Problem:
     return _Problem(f"has invalid value {value!r}: {allowed}", key)
 
 
-# --------------------------------------------------------------------------- value parsers
-# Each returns the parsed value or raises _Problem; pydantic runs them before its type check.
+# Value parsers: each returns the parsed value or raises _Problem; pydantic runs them before its type check.
 
 Parser = Callable[[Any], Any]
 
@@ -127,7 +126,7 @@ def _whole(low: int, high: int, *also: int) -> Parser:
 
 
 def _unset(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off", "null"))
+    return value is None or (isinstance(value, str) and value.lower() in ("", "none", "off", "null"))
 
 
 def _optional(inner: Parser | None = None) -> BeforeValidator:

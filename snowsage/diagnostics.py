@@ -149,25 +149,15 @@ class SnowflakeErrorSeen:
     def has(self, *fragments: str) -> bool:
         return any(f in self.msg for f in fragments)
 
-    @property
-    def user(self) -> str:
-        return (self.cfg.user if self.cfg else None) or "<user>"
+    def setting(self, name: str) -> str:
+        """A connection setting for the fix to name, or a <placeholder> the user fills in."""
+        return str((getattr(self.cfg, name) if self.cfg else None) or f"<{name}>")
 
-    @property
-    def role(self) -> str:
-        return (self.cfg.role if self.cfg else None) or "<role>"
-
-    @property
-    def warehouse(self) -> str:
-        return (self.cfg.warehouse if self.cfg else None) or "<warehouse>"
-
-    @property
-    def database(self) -> str:
-        return (self.cfg.database if self.cfg else None) or "<database>"
-
-    @property
-    def schema(self) -> str:
-        return (self.cfg.schema if self.cfg else None) or "<schema>"
+    user = property(lambda self: self.setting("user"))
+    role = property(lambda self: self.setting("role"))
+    warehouse = property(lambda self: self.setting("warehouse"))
+    database = property(lambda self: self.setting("database"))
+    schema = property(lambda self: self.setting("schema"))
 
     @property
     def auth(self) -> str | None:

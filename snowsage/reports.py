@@ -12,7 +12,7 @@ Standard library only: the Lambda bundle and the notebook kernel import this wit
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast, get_args
 
 STEPS = ("settings", "dns", "tcp", "tls", "ocsp", "login", "query", "warehouse")
@@ -55,8 +55,15 @@ _OPT_STR = (str, type(None))
 _OPT_NUMBER = (int, float, type(None))
 
 
+class _Flat:
+    """A dataclass whose JSON is its fields, in their order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+
 @dataclass(frozen=True)
-class Step:
+class Step(_Flat):
     """One step of the check: ``ok`` is None when the step was skipped or does not apply."""
 
     name: str
@@ -68,15 +75,6 @@ class Step:
     @property
     def hard_failure(self) -> bool:
         return self.ok is False and self.name not in SOFT_STEPS
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "ok": self.ok,
-            "ms": self.ms,
-            "detail": self.detail,
-            "skipped": self.skipped,
-        }
 
     @classmethod
     def from_dict(cls, doc: object, what: str = "check report step") -> Step:
@@ -91,7 +89,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class SnowflakeInfo:
+class SnowflakeInfo(_Flat):
     """What the identity query saw; every field is None until the query step succeeds."""
 
     version: str | None = None
@@ -99,15 +97,6 @@ class SnowflakeInfo:
     region: str | None = None
     role: str | None = None
     date: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "account": self.account,
-            "region": self.region,
-            "role": self.role,
-            "date": self.date,
-        }
 
     @classmethod
     def from_dict(cls, doc: object, what: str = "check report 'snowflake'") -> SnowflakeInfo:
@@ -221,18 +210,7 @@ class InstallStatus:
         return self.state == INSTALL_FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "detail": self.detail,
-            "started_at": self.started_at,
-            "updated_at": self.updated_at,
-            "wheelhouse": self.wheelhouse,
-            "wheelhouse_sha256": self.wheelhouse_sha256,
-            "network_mode": self.network_mode,
-            "source": self.source,
-            "python": self.python,
-            "versions": dict(self.versions),
-        }
+        return {**asdict(self), "versions": dict(self.versions)}
 
     @classmethod
     def from_dict(cls, doc: object) -> InstallStatus:

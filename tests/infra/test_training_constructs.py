@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,6 @@ from stacks.constructs.training.training import Training, TrainingSchedule, expo
 
 from .conftest import REPO
 
-pytestmark = pytest.mark.infra
-
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "snowsage-test-results"
@@ -37,10 +35,14 @@ PREFIX_LIST = "pl-63a5400a"
 
 
 @dataclass
-class Built:
+class Synth:
+    """One synthesized small app (named like conftest's Synth, so tests/conftest.py tiers the
+    tests that use it as infra)."""
+
     template: dict[str, Any]
     outdir: Path
     definition: dict[str, Any]
+    other: dict[str, Any] = field(default_factory=dict)  # another stack's template, when there is one
 
     def resources(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template["Resources"].items() if v["Type"] == type_}
@@ -147,7 +149,7 @@ def small_app(tmp: Path, *, region: str | None = REGION) -> tuple[cdk.App, cdk.S
     return app, stack, kwargs
 
 
-def build(tmp: Path, **overrides: Any) -> Built:
+def build(tmp: Path, **overrides: Any) -> Synth:
     app, stack, kwargs = small_app(tmp)
     Training(stack, "Training", **{**kwargs, **overrides})
     cdk.Validations.of(app).add_plugins(
@@ -158,11 +160,11 @@ def build(tmp: Path, **overrides: Any) -> Built:
     template = json.loads((outdir / "TrainingTest.template.json").read_text())
     pipelines = [v for v in template["Resources"].values() if v["Type"] == "AWS::SageMaker::Pipeline"]
     body = pipelines[0]["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
-    return Built(template=template, outdir=outdir, definition=json.loads(rendered(body)))
+    return Synth(template=template, outdir=outdir, definition=json.loads(rendered(body)))
 
 
 @pytest.fixture(scope="module")
-def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Built:
+def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return build(
         tmp_path_factory.mktemp("training-scheduled"),
         schedule=TrainingSchedule("cron(0 3 * * ? *)", 86400, time_zone="Europe/Berlin"),
@@ -171,7 +173,7 @@ def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 @pytest.fixture(scope="module")
-def unscheduled(tmp_path_factory: pytest.TempPathFactory) -> Built:
+def unscheduled(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return build(
         tmp_path_factory.mktemp("training-unscheduled"), objective="binary", metric_threshold=0.8, spot=False
     )
@@ -196,7 +198,7 @@ def _spec(**overrides: Any) -> pd.PipelineSpec:
 # --- the definition's shape ---------------------------------------------------------------------
 
 
-def test_definition_has_the_schema_version_and_four_typed_parameters(scheduled: Built) -> None:
+def test_definition_has_the_schema_version_and_four_typed_parameters(scheduled: Synth) -> None:
     assert scheduled.definition["Version"] == "2020-12-01"
     params = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in scheduled.definition["Parameters"]}
     assert params == {
@@ -207,7 +209,7 @@ def test_definition_has_the_schema_version_and_four_typed_parameters(scheduled: 
     }
 
 
-def test_steps_run_export_then_check_then_train_gate_register(scheduled: Built) -> None:
+def test_steps_run_export_then_check_then_train_gate_register(scheduled: Synth) -> None:
     top = [s["Name"] for s in scheduled.definition["Steps"]]
     assert top == ["Export", "DataCheck"]
     check = scheduled.step("DataCheck")["Arguments"]
@@ -218,7 +220,7 @@ def test_steps_run_export_then_check_then_train_gate_register(scheduled: Built) 
     assert [(s["Name"], s["Type"]) for s in gate["ElseSteps"]] == [("ModelBelowThreshold", "Fail")]
 
 
-def test_every_get_in_the_synthesized_definition_points_at_something_that_exists(scheduled: Built) -> None:
+def test_every_get_in_the_synthesized_definition_points_at_something_that_exists(scheduled: Synth) -> None:
     paths = pd.references(scheduled.definition)
     assert "Execution.PipelineExecutionId" in paths
     assert "Steps.Train.FinalMetricDataList['validation:rmse'].Value" in paths
@@ -236,7 +238,7 @@ def test_reference_check_catches_a_misspelt_output_and_a_step_read_before_it_run
     ]
 
 
-def test_export_is_a_lambda_step_on_the_export_function_with_its_outputs(scheduled: Built) -> None:
+def test_export_is_a_lambda_step_on_the_export_function_with_its_outputs(scheduled: Synth) -> None:
     export = scheduled.step("Export")
     function_id = scheduled.logical_id("AWS::Lambda::Function", "ExportFunction")
     assert export["Type"] == "Lambda"
@@ -262,7 +264,7 @@ def test_export_is_a_lambda_step_on_the_export_function_with_its_outputs(schedul
     assert args["min_train_files"] == {"Get": "Parameters.InstanceCount"}
 
 
-def test_data_check_needs_minimum_rows_and_a_train_file_per_instance(scheduled: Built) -> None:
+def test_data_check_needs_minimum_rows_and_a_train_file_per_instance(scheduled: Synth) -> None:
     conditions = scheduled.step("DataCheck")["Arguments"]["Conditions"]
     out = "Steps.Export.OutputParameters"
     assert {"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": f"{out}['train_rows']"},
@@ -279,11 +281,11 @@ def test_data_check_needs_minimum_rows_and_a_train_file_per_instance(scheduled: 
 # --- the training job --------------------------------------------------------------------------
 
 
-def _train(built: Built) -> dict[str, Any]:
+def _train(built: Synth) -> dict[str, Any]:
     return built.step("Train")["Arguments"]
 
 
-def test_train_channel_is_sharded_and_validation_replicated_as_parquet_files(scheduled: Built) -> None:
+def test_train_channel_is_sharded_and_validation_replicated_as_parquet_files(scheduled: Synth) -> None:
     channels = {c["ChannelName"]: c for c in _train(scheduled)["InputDataConfig"]}
     assert set(channels) == {"train", "validation"}
     for name, distribution in (("train", "ShardedByS3Key"), ("validation", "FullyReplicated")):
@@ -302,7 +304,7 @@ def test_train_channel_is_sharded_and_validation_replicated_as_parquet_files(sch
     assert _train(scheduled)["AlgorithmSpecification"]["TrainingInputMode"] == "File"
 
 
-def test_training_is_isolated_in_the_private_subnets_with_encrypted_traffic(scheduled: Built) -> None:
+def test_training_is_isolated_in_the_private_subnets_with_encrypted_traffic(scheduled: Synth) -> None:
     train = _train(scheduled)
     assert train["EnableNetworkIsolation"] is True
     assert train["EnableInterContainerTrafficEncryption"] is True
@@ -314,7 +316,7 @@ def test_training_is_isolated_in_the_private_subnets_with_encrypted_traffic(sche
     assert train["RoleArn"] == "${" + role + ".Arn}"
 
 
-def test_output_and_volumes_are_encrypted_with_the_key(scheduled: Built) -> None:
+def test_output_and_volumes_are_encrypted_with_the_key(scheduled: Synth) -> None:
     key = "${" + scheduled.logical_id("AWS::KMS::Key") + ".Arn}"
     train = _train(scheduled)
     assert train["OutputDataConfig"]["KmsKeyId"] == key
@@ -333,7 +335,7 @@ def test_output_and_volumes_are_encrypted_with_the_key(scheduled: Built) -> None
 
 
 def test_managed_spot_checkpoints_and_waits_at_least_the_runtime(
-    scheduled: Built, unscheduled: Built
+    scheduled: Synth, unscheduled: Synth
 ) -> None:
     train = _train(scheduled)
     assert train["EnableManagedSpotTraining"] is True
@@ -359,7 +361,7 @@ def test_a_wait_shorter_than_the_runtime_is_refused() -> None:
 
 
 def test_hyperparameters_set_objective_rounds_and_early_stopping(
-    scheduled: Built, unscheduled: Built
+    scheduled: Synth, unscheduled: Synth
 ) -> None:
     hp = _train(scheduled)["HyperParameters"]
     assert hp == {
@@ -397,7 +399,7 @@ def test_the_known_hyperparameters_include_the_containers_required_and_common_on
 # --- the image ---------------------------------------------------------------------------------
 
 
-def test_the_image_is_the_pinned_builtin_xgboost_from_the_region_mapping(scheduled: Built) -> None:
+def test_the_image_is_the_pinned_builtin_xgboost_from_the_region_mapping(scheduled: Synth) -> None:
     image = _train(scheduled)["AlgorithmSpecification"]["TrainingImage"]
     (mapping_name, mapping), *_ = scheduled.template["Mappings"].items()
     assert (
@@ -430,7 +432,7 @@ def test_a_stack_without_a_region_is_refused(tmp_path: Path) -> None:
 # --- gate and registration ---------------------------------------------------------------------
 
 
-def test_regression_gate_registers_only_when_rmse_is_at_most_the_threshold(scheduled: Built) -> None:
+def test_regression_gate_registers_only_when_rmse_is_at_most_the_threshold(scheduled: Synth) -> None:
     gate = scheduled.step("Gate")["Arguments"]["Conditions"]
     assert gate == [
         {
@@ -445,14 +447,14 @@ def test_regression_gate_registers_only_when_rmse_is_at_most_the_threshold(sched
     assert any("validation:rmse <= MetricThreshold" in v for v in message if isinstance(v, str))
 
 
-def test_binary_gate_registers_only_when_auc_is_at_least_the_threshold(unscheduled: Built) -> None:
+def test_binary_gate_registers_only_when_auc_is_at_least_the_threshold(unscheduled: Synth) -> None:
     (condition,) = unscheduled.step("Gate")["Arguments"]["Conditions"]
     assert condition["Type"] == "GreaterThanOrEqualTo"
     assert condition["LeftValue"] == {"Get": "Steps.Train.FinalMetricDataList['validation:auc'].Value"}
     assert condition["RightValue"] == {"Get": "Parameters.MetricThreshold"}
 
 
-def test_the_model_is_registered_into_the_group_pending_manual_approval(scheduled: Built) -> None:
+def test_the_model_is_registered_into_the_group_pending_manual_approval(scheduled: Synth) -> None:
     register = scheduled.step("RegisterModel")["Arguments"]
     _, group = scheduled.one("AWS::SageMaker::ModelPackageGroup")
     assert (
@@ -467,7 +469,7 @@ def test_the_model_is_registered_into_the_group_pending_manual_approval(schedule
     assert not {"Description", "CertifyForMarketplace", "ModelPackageName"} & set(register)
 
 
-def test_the_pipeline_resource_uses_the_pipeline_role_and_waits_for_the_group(scheduled: Built) -> None:
+def test_the_pipeline_resource_uses_the_pipeline_role_and_waits_for_the_group(scheduled: Synth) -> None:
     _, pipeline = scheduled.one("AWS::SageMaker::Pipeline")
     assert pipeline["Properties"]["PipelineName"] == "snowsage-test-training"
     role = scheduled.logical_id("AWS::IAM::Role", "PipelineRole")
@@ -478,7 +480,7 @@ def test_the_pipeline_resource_uses_the_pipeline_role_and_waits_for_the_group(sc
 # --- network -----------------------------------------------------------------------------------
 
 
-def test_training_security_group_reaches_only_itself_and_s3_on_443(scheduled: Built) -> None:
+def test_training_security_group_reaches_only_itself_and_s3_on_443(scheduled: Synth) -> None:
     sg = scheduled.logical_id("AWS::EC2::SecurityGroup", "TrainingSecurityGroup")
     group = scheduled.template["Resources"][sg]["Properties"]
     assert "SecurityGroupIngress" not in group and "SecurityGroupEgress" not in group
@@ -510,7 +512,7 @@ def test_a_prefix_list_that_is_not_one_is_refused(tmp_path: Path) -> None:
 # --- roles -------------------------------------------------------------------------------------
 
 
-def _statements(built: Built, role: str) -> dict[str, dict[str, Any]]:
+def _statements(built: Synth, role: str) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for s in built.policy(role)}
 
 
@@ -518,7 +520,7 @@ def _arn(value: Any) -> str:
     return resolve(value)
 
 
-def test_pipeline_role_may_do_exactly_its_five_things(scheduled: Built) -> None:
+def test_pipeline_role_may_do_exactly_its_five_things(scheduled: Synth) -> None:
     s = _statements(scheduled, "PipelineRole")
     assert set(s) == {
         "InvokeExport",
@@ -554,7 +556,7 @@ def test_pipeline_role_may_do_exactly_its_five_things(scheduled: Built) -> None:
     assert all(st.get("Resource") != "*" for st in s.values())
 
 
-def test_training_role_reads_the_runs_and_writes_only_model_and_checkpoints(scheduled: Built) -> None:
+def test_training_role_reads_the_runs_and_writes_only_model_and_checkpoints(scheduled: Synth) -> None:
     s = _statements(scheduled, "TrainingRole")
     runs = f"arn:${{AWS::Partition}}:s3:::{BUCKET}/training/runs/"
     assert (s["ReadRunData"]["Action"], _arn(s["ReadRunData"]["Resource"])) == ("s3:GetObject", runs + "*")
@@ -584,7 +586,7 @@ def test_training_role_reads_the_runs_and_writes_only_model_and_checkpoints(sche
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
 
-def test_export_role_writes_only_under_the_runs_prefix(scheduled: Built) -> None:
+def test_export_role_writes_only_under_the_runs_prefix(scheduled: Synth) -> None:
     s = _statements(scheduled, "ExportRole")
     assert _arn(s["WriteRunData"]["Resource"]) == f"arn:${{AWS::Partition}}:s3:::{BUCKET}/training/runs/*"
     assert s["EncryptRunDataViaS3"]["Condition"] == {
@@ -593,7 +595,7 @@ def test_export_role_writes_only_under_the_runs_prefix(scheduled: Built) -> None
     assert {sid for sid, st in s.items() if st["Resource"] == "*"} == {"VpcNetworkInterfacesAndTracing"}
 
 
-def test_export_function_runs_in_the_private_subnets_with_the_given_group(scheduled: Built) -> None:
+def test_export_function_runs_in_the_private_subnets_with_the_given_group(scheduled: Synth) -> None:
     _, function = next(iter(scheduled.resources("AWS::Lambda::Function").items()))
     props = function["Properties"]
     assert props["FunctionName"] == "snowsage-test-training-export"
@@ -612,7 +614,7 @@ def test_the_export_handler_folder_must_exist(tmp_path: Path) -> None:
 # --- schedule, failure rule and alarms ---------------------------------------------------------
 
 
-def test_schedule_starts_only_this_pipeline_under_the_key_with_retries_and_a_dlq(scheduled: Built) -> None:
+def test_schedule_starts_only_this_pipeline_under_the_key_with_retries_and_a_dlq(scheduled: Synth) -> None:
     _, schedule = scheduled.one("AWS::Scheduler::Schedule")
     props = schedule["Properties"]
     assert (props["ScheduleExpression"], props["ScheduleExpressionTimezone"]) == (
@@ -632,7 +634,7 @@ def test_schedule_starts_only_this_pipeline_under_the_key_with_retries_and_a_dlq
     assert queue_props["KmsMasterKeyId"] == {"Fn::GetAtt": [scheduled.logical_id("AWS::KMS::Key"), "Arn"]}
 
 
-def test_schedule_role_may_only_start_this_pipeline(scheduled: Built) -> None:
+def test_schedule_role_may_only_start_this_pipeline(scheduled: Synth) -> None:
     s = _statements(scheduled, "ScheduleRole")
     start = s["StartThisPipeline"]
     assert start["Action"] == "sagemaker:StartPipelineExecution"
@@ -651,7 +653,7 @@ def test_schedule_role_may_only_start_this_pipeline(scheduled: Built) -> None:
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
 
 
-def test_failed_or_stopped_runs_of_this_pipeline_notify_the_topic(scheduled: Built) -> None:
+def test_failed_or_stopped_runs_of_this_pipeline_notify_the_topic(scheduled: Synth) -> None:
     _, rule = scheduled.one("AWS::Events::Rule")
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.sagemaker"]
@@ -666,7 +668,7 @@ def test_failed_or_stopped_runs_of_this_pipeline_notify_the_topic(scheduled: Bui
     assert "snowsage train status" in target["InputTransformer"]["InputTemplate"]
 
 
-def test_eventbridge_may_publish_to_the_encrypted_topic_for_this_rule_only(scheduled: Built) -> None:
+def test_eventbridge_may_publish_to_the_encrypted_topic_for_this_rule_only(scheduled: Synth) -> None:
     _, rule = scheduled.one("AWS::Events::Rule")
     _, policy = scheduled.one("AWS::SNS::TopicPolicy")
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
@@ -680,7 +682,7 @@ def test_eventbridge_may_publish_to_the_encrypted_topic_for_this_rule_only(sched
     assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(events_key["Action"])
 
 
-def test_no_successful_run_in_two_periods_raises_the_heartbeat(scheduled: Built) -> None:
+def test_no_successful_run_in_two_periods_raises_the_heartbeat(scheduled: Synth) -> None:
     alarms = {
         a["Properties"]["AlarmName"]: a["Properties"]
         for a in scheduled.resources("AWS::CloudWatch::Alarm").values()
@@ -710,7 +712,7 @@ def test_no_successful_run_in_two_periods_raises_the_heartbeat(scheduled: Built)
     ) == sorted(alarms)
 
 
-def test_without_a_schedule_there_is_no_schedule_role_or_heartbeat(unscheduled: Built) -> None:
+def test_without_a_schedule_there_is_no_schedule_role_or_heartbeat(unscheduled: Synth) -> None:
     assert unscheduled.resources("AWS::Scheduler::Schedule") == {}
     assert unscheduled.resources("AWS::CloudWatch::Alarm") == {}
     assert [k for k in unscheduled.resources("AWS::IAM::Role") if "ScheduleRole" in k] == []
@@ -735,14 +737,14 @@ def test_run_retention_is_exposed_for_the_data_bucket(tmp_path: Path) -> None:
 # --- gates -------------------------------------------------------------------------------------
 
 
-def test_nag_packs_report_no_violation(scheduled: Built, unscheduled: Built) -> None:
+def test_nag_packs_report_no_violation(scheduled: Synth, unscheduled: Synth) -> None:
     for built in (scheduled, unscheduled):
         report = built.outdir / "policy-validation-report.json"
         data = json.loads(report.read_text()) if report.exists() else {"pluginReports": []}
         assert [v for p in data["pluginReports"] for v in p.get("violations", [])] == []
 
 
-def test_cfn_lint_clean(scheduled: Built) -> None:
+def test_cfn_lint_clean(scheduled: Synth) -> None:
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "cfn-lint"),
@@ -757,12 +759,13 @@ def test_cfn_lint_clean(scheduled: Built) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_training_stack_composes_across_stacks_without_a_cycle(tmp_path: Path) -> None:
-    """The key, VPC and topic live in other stacks (Data, Network, Notebook): the topic's and the
-    key's policies name the rule and alarms by name, so those stacks never depend on this one."""
+@pytest.fixture(scope="module")
+def cross_stack(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The key, VPC and topic in one stack (as in Data, Network, Notebook), the TrainingStack in another."""
     from stacks.training_stack import TrainingOptions, TrainingStack
 
-    app, base, kwargs = small_app(tmp_path)
+    tmp = tmp_path_factory.mktemp("training-stack")
+    app, base, kwargs = small_app(tmp)
     stack = TrainingStack(
         app,
         "SnowSage-test-Training",
@@ -784,12 +787,20 @@ def test_training_stack_composes_across_stacks_without_a_cycle(tmp_path: Path) -
     )
     app.synth()  # a dependency cycle or a nag finding raises here
     assert stack.stack_name not in {d.stack_name for d in base.dependencies}
-    template = json.loads((tmp_path / "out" / "SnowSage-test-Training.template.json").read_text())
-    outputs = {k: v["Value"] for k, v in template["Outputs"].items()}
+    outdir = tmp / "out"
+    template = json.loads((outdir / "SnowSage-test-Training.template.json").read_text())
+    base_template = json.loads((outdir / "TrainingTest.template.json").read_text())
+    return Synth(template=template, outdir=outdir, definition={}, other=base_template)
+
+
+def test_training_stack_composes_across_stacks_without_a_cycle(cross_stack: Synth) -> None:
+    """The topic's and the key's policies name the rule and alarms by name, so the stacks that
+    own them never depend on the Training stack."""
+    outputs = {k: v["Value"] for k, v in cross_stack.template["Outputs"].items()}
     assert outputs["TrainingPipelineName"] == "snowsage-test-training"
     assert outputs["ModelPackageGroupName"] == "snowsage-test-models"
     assert outputs["TrainingRunRetentionDays"] == "30"
-    base_template = json.loads((tmp_path / "out" / "TrainingTest.template.json").read_text())
-    key_policy = next(v for v in base_template["Resources"].values() if v["Type"] == "AWS::KMS::Key")
-    principals = [s.get("Principal") for s in key_policy["Properties"]["KeyPolicy"]["Statement"]]
+    base_template = cross_stack.other
+    key = next(v for v in base_template["Resources"].values() if v["Type"] == "AWS::KMS::Key")
+    principals = [s.get("Principal") for s in key["Properties"]["KeyPolicy"]["Statement"]]
     assert {"Service": "events.amazonaws.com"} in principals

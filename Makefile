@@ -13,11 +13,13 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 PYTEST_ARGS ?= -n auto
 
-.PHONY: help install synth summary test lint demo deploy destroy bench clean lock
+.PHONY: help install synth summary test unit integration infra e2e lint demo deploy destroy bench clean lock
 
 help:
 	@echo "make demo     set up, then run the product end to end on the local sandbox"
 	@echo "make test     set up, then run every test and gate (nag packs, cfn-lint, checkov, shellcheck, ruff)"
+	@echo "make unit     the tests that need no server and no app synth, in seconds (one tier of make test)"
+	@echo "make integration, make infra, make e2e: the other tiers (moto/fakesnow, synthesized app, sandbox)"
 	@echo "make synth    write cdk.out/ (no AWS credentials needed); make summary to read it"
 	@echo "make deploy   deploy all stacks to the account of your AWS credentials"
 	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
@@ -51,6 +53,12 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tiers of `make test` (tests/conftest.py marks each test from the fixtures it uses). The unit
+# tier runs on one worker: starting xdist workers costs more than its tests take.
+unit: PYTEST_ARGS =
+unit integration infra e2e: install
+	$(BIN)/python -m pytest -m $@ $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/python -m sandbox

@@ -118,17 +118,11 @@ def start(name: str, args: Sequence[str], *, port: int, log: Path, ready_path: s
         raise
 
 
-def moto_args(port: int, spool: Path) -> list[str]:
-    return [
-        "-m",
-        "sandbox.moto_server",
-        "-H",
-        LOOPBACK,
-        "-p",
-        str(port),
-        "--custom-resource-spool",
-        str(spool),
-    ]
+def moto_args(port: int, spool: Path | None = None) -> list[str]:
+    """sandbox.moto_server; with ``spool``, custom-resource events go there (a deployment needs
+    it), without, it is moto with the fixes (what the tests share)."""
+    args = ["-m", "sandbox.moto_server", "-H", LOOPBACK, "-p", str(port)]
+    return [*args, "--custom-resource-spool", str(spool)] if spool else args
 
 
 def fakesnow_args(port: int) -> list[str]:

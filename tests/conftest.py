@@ -1,104 +1,83 @@
-"""Shared fixtures: a moto server and a fakesnow server on loopback ports, started once per session.
+"""Shared fixtures and the test tiers.
 
-Both run as subprocesses (like the local sandbox), wait for readiness with a bounded timeout and are
-always terminated. ``aws_environment`` points every boto3 client at moto; ``make_settings`` and
+The servers are the sandbox's own launchers (sandbox/servers.py, what ``make demo`` runs): one moto
+(sandbox.moto_server) and one fakesnow per session, that is per pytest worker, on loopback ports,
+shared by every directory and always stopped. Tests keep out of each other's way by name (a fresh
+env name, bucket or parameter path per test) and by region (tests/lifecycle works in eu-west-1),
+never by a fresh server. ``aws_environment`` points every boto3 client at moto; ``make_settings`` and
 ``put_parameters`` create the SSM parameters a ``RuntimeSettings`` names, SecureStrings under a
 KMS key, the way the stacks do.
+
+Every test gets a tier marker, the heaviest of those its markers name and its fixtures need, so a
+new test is tiered without anyone marking it: ``infra`` when it synthesizes (a fixture in
+SYNTH_FIXTURES or one returning a ``Synth``), ``integration`` when it needs a server
+(SERVER_FIXTURES), ``unit`` otherwise (what ``make unit`` runs). A test that synthesizes or starts a
+server by itself says so with ``@pytest.mark.infra`` or ``@pytest.mark.integration``; ``e2e`` is
+always marked by hand.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sandbox import servers
+from sandbox.servers import Server, free_port
 from snowsage.settings import ALL_SECRET_KEYS, PLACEHOLDER, SECRET_KEYS_BY_AUTH, SETTING_KEYS, RuntimeSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 STARTUP_TIMEOUT = 30.0
+ServerProcess = Server  # the name the tier conftests import
+
+TIERS = ("unit", "integration", "infra", "e2e")  # lightest first
+SERVER_FIXTURES = frozenset({"moto_server", "fakesnow_server"})
+SYNTH_FIXTURES = frozenset({"nat", "privatelink", "any_synth"})
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _returns_synth(fixturedef: Any) -> bool:
+    returns = getattr(fixturedef.func, "__annotations__", {}).get("return")
+    return getattr(returns, "__name__", returns) == "Synth"
 
 
-@dataclass
-class ServerProcess:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+def tier_of(item: pytest.Item) -> str:
+    """The heaviest of the tiers its markers name and its fixtures need."""
+    names = set(getattr(item, "fixturenames", ()))
+    info = getattr(item, "_fixtureinfo", None)
+    fixturedefs = [d for chain in info.name2fixturedefs.values() for d in chain] if info else []
+    found = {t for t in TIERS if item.get_closest_marker(t)}
+    if names & SYNTH_FIXTURES or any(_returns_synth(d) for d in fixturedefs):
+        found.add("infra")
+    if names & SERVER_FIXTURES:
+        found.add("integration")
+    return max(found, key=TIERS.index, default="unit")
 
 
-def _start(name: str, args: list[str], port: int, ready: str) -> ServerProcess:
-    log = Path(tempfile.mkstemp(prefix=f"snowsage-{name}-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    server = ServerProcess(name, proc, port, log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with {proc.returncode} before it was ready:\n{server.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(f"{server.url}{ready}", timeout=2):  # noqa: S310 - loopback URL
-                return server
-        except urllib.error.HTTPError:
-            return server  # it answers HTTP: ready
-        except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(
-        f"{name} did not answer on port {port} within {STARTUP_TIMEOUT:g} s:\n{server.log_tail()}"
-    )
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[ServerProcess]:
-    """``python -m moto.server`` on a free loopback port; ``.url`` is the AWS endpoint."""
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The sandbox's moto (sandbox.moto_server, without the custom-resource spool) on a free
+    loopback port; ``.url`` is the AWS endpoint."""
     port = free_port()
-    server = _start("moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "/moto-api/")
+    server = servers.start(
+        "moto",
+        servers.moto_args(port),
+        port=port,
+        log=tmp_path_factory.mktemp("moto") / "moto.log",
+        ready_path="/moto-api/",
+        timeout=STARTUP_TIMEOUT,
+    )
     try:
         yield server
     finally:
@@ -106,11 +85,23 @@ def moto_server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
-def fakesnow_server() -> Iterator[ServerProcess]:
+def moto_endpoint(moto_server: Server) -> str:
+    return moto_server.url
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """fakesnow's HTTP server (see sandbox/fakesnow_server.py); connect with host 127.0.0.1,
     ``.port`` and protocol http, any account and credentials."""
     port = free_port()
-    server = _start("fakesnow", ["-m", "sandbox.fakesnow_server", "-p", str(port)], port, "/")
+    server = servers.start(
+        "fakesnow",
+        servers.fakesnow_args(port),
+        port=port,
+        log=tmp_path_factory.mktemp("fakesnow") / "fakesnow.log",
+        ready_path="/",
+        timeout=STARTUP_TIMEOUT,
+    )
     try:
         yield server
     finally:
@@ -126,7 +117,7 @@ AWS_ENV = {
 
 
 @pytest.fixture(scope="session")
-def aws_environment(moto_server: ServerProcess) -> Iterator[dict[str, str]]:
+def aws_environment(moto_server: Server) -> Iterator[dict[str, str]]:
     """Fake credentials, us-east-1 and AWS_ENDPOINT_URL=moto for the whole session (restored after)."""
     env = {**AWS_ENV, "AWS_ENDPOINT_URL": moto_server.url}
     saved = {k: os.environ.get(k) for k in (*env, "AWS_PROFILE", "AWS_SESSION_TOKEN")}
@@ -219,7 +210,7 @@ def put_parameters(
         ssm_client.put_parameter(**kwargs)
 
 
-def sandbox_values(fakesnow: ServerProcess, **values: str | None) -> dict[str, str | None]:
+def sandbox_values(fakesnow: Server, **values: str | None) -> dict[str, str | None]:
     """Plain settings that point the connector at the fakesnow server, plus ``values``."""
     return {
         "account": "sandbox",

@@ -1,6 +1,6 @@
-"""CLI test fixtures: the shared moto server, a deployment built the way the stacks build it (CloudFormation
-outputs, KMS key, SSM parameters, notebook), and hooks for the two calls moto cannot serve (Lambda
-Invoke without Docker, presigned notebook URLs)."""
+"""CLI test fixtures: the session's moto server (tests/conftest.py), a deployment built the way the
+stacks build it (CloudFormation outputs, KMS key, SSM parameters, notebook), and hooks for the two
+calls moto cannot serve (Lambda Invoke without Docker, presigned notebook URLs)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,6 @@ ACCOUNT = "123456789012"
 USER = "SNOWSAGE_SVC"
 NAT_IPS = "203.0.113.10,198.51.100.7"
 _env_counter = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(moto_server: Any) -> str:
-    """The shared moto server (tests/conftest.py), a separate process like the sandbox's."""
-    return str(moto_server.url)
 
 
 @pytest.fixture

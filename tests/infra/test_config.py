@@ -171,6 +171,7 @@ def test_every_problem_reported_at_once() -> None:
     assert "'auth'" in str(err.value) and "'network'" in str(err.value)
 
 
+@pytest.mark.infra  # runs `cdk synth`
 def test_real_cli_refuses_bad_config_and_writes_no_templates(tmp_path: Path) -> None:
     """The path a user takes: `cdk synth -c ...` with a typo exits non-zero and writes nothing."""
     out = tmp_path / "out"
@@ -186,6 +187,7 @@ def test_real_cli_refuses_bad_config_and_writes_no_templates(tmp_path: Path) -> 
     assert not list(out.glob("*.template.json"))
 
 
+@pytest.mark.infra  # synthesizes its own app
 def test_synth_for_a_named_account_needs_no_lookup(tmp_path: Path) -> None:
     """With an account set, CDK would look the zones up through the AWS API; pinned zones mean
     the cloud assembly asks for no missing context at all."""

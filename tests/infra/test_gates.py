@@ -25,6 +25,7 @@ def test_nag_packs_have_no_unacknowledged_findings(any_synth: Synth) -> None:
     assert violations == []
 
 
+@pytest.mark.infra  # synthesizes its own app
 def test_nag_packs_are_wired_into_the_app(tmp_path: Path) -> None:
     """Negative control: the same app with one non-compliant bucket must fail synth in all three
     packs, so the clean result above cannot come from packs that never ran."""

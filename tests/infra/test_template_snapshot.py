@@ -14,6 +14,7 @@ from .conftest import Synth
 from .snapshot import differences, normalize, snapshot_path
 
 
+@pytest.mark.infra  # the synth fixtures, by name
 @pytest.mark.parametrize("mode", ["nat", "privatelink"])
 def test_templates_match_the_recorded_snapshots(mode: str, request: pytest.FixtureRequest) -> None:
     synth: Synth = request.getfixturevalue(mode)

@@ -12,10 +12,8 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -77,12 +75,6 @@ def build_wheelhouse(wheels: Path, dest: Path, requirements: str = PINS, tools: 
     return dest
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _python310() -> str | None:
     """A real Python 3.10 makes the env match the script's default expectation (cp310 wheels)."""
     for candidate in [
@@ -98,30 +90,9 @@ def _python310() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory):
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"moto server did not listen on {endpoint} within 30 s; see {log.name}")
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
 def aws_env(moto_endpoint) -> dict[str, str]:
+    """The session's moto (tests/conftest.py), shared with the other tiers: this one keeps to
+    eu-west-1 and its own bucket."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ENDPOINT_URL=moto_endpoint,

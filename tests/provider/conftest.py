@@ -8,12 +8,16 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto import mock_aws
 
 HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambda" / "secure_parameter" / "handler.py"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
+# Parsing the SSM, KMS and STS models again for every test's fresh session was most of its time.
+_SERVICE_MODELS = botocore.loaders.create_loader()
 
 
 @pytest.fixture
@@ -34,6 +38,10 @@ def aws(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
+        # moto clears boto3's default session; the new one reuses the parsed service models.
+        botocore_session = botocore.session.Session()
+        botocore_session.register_component("data_loader", _SERVICE_MODELS)
+        boto3.setup_default_session(botocore_session=botocore_session)
         yield SimpleNamespace(
             ssm=boto3.client("ssm", region_name=REGION),
             kms=boto3.client("kms", region_name=REGION),

@@ -1,7 +1,8 @@
-"""One training host: a child process that reads only its own channel directories and trains as one
-rank of XGBoost's collective, as the built-in container does on each instance.
+"""One training host: a child process (``main(<kwargs.json>)``, see local_trainer._train) that reads
+only its own channel directories and trains as one rank of XGBoost's collective, as the built-in
+container does on each instance. It writes ``result_path`` (metrics, or the error) and exits.
 
-Kept apart from local_trainer so a spawned child imports xgboost and pyarrow and nothing else.
+Kept apart from local_trainer so a child imports xgboost and pyarrow and nothing else.
 """
 
 from __future__ import annotations
@@ -74,3 +75,7 @@ def run(
     Path(result_path).write_text(json.dumps(result))
     if not result["ok"]:
         raise SystemExit(1)
+
+
+def main(kwargs_path: str) -> None:
+    run(**json.loads(Path(kwargs_path).read_text()))

@@ -391,14 +391,14 @@ def _reachable(start: str, upstream: Mapping[str, set[str]]) -> set[str]:
 
 
 @functools.cache
-def _sagemaker_model() -> Any:
+def sagemaker_model() -> Any:
     import botocore.session
 
     return botocore.session.get_session().get_service_model("sagemaker")
 
 
 def _check_shape_path(shape_name: str, ref: StepRef, where: str) -> None:
-    shape = _sagemaker_model().shape_for(shape_name)
+    shape = sagemaker_model().shape_for(shape_name)
     for token in ref.path:
         if shape.type_name == "structure" and isinstance(token, str) and token in shape.members:
             shape = shape.members[token]

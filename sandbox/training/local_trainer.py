@@ -16,7 +16,7 @@ What is honoured, and checked with one error naming the value and the fix:
 - a host that would get no train (or, with that channel, no validation) data is an error: the real
   container exits 0 with a warning there and the host is billed for nothing.
 
-Training is ``xgboost-cpu==3.0.5`` (the image's version) in N spawned processes joined by XGBoost's
+Training is ``xgboost-cpu==3.0.5`` (the image's version) in N child processes joined by XGBoost's
 collective tracker, each reading only its own directories. The final value of every evaluated metric
 (``train:<m>``, ``validation:<m>``; ``eval_metric`` from the hyperparameters, else XGBoost's default for
 the objective, as in the container) becomes ``FinalMetricDataList``; every rank must end with the same
@@ -29,8 +29,10 @@ import contextlib
 import hashlib
 import io
 import json
-import multiprocessing
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Mapping
@@ -40,8 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.training import _worker
+from sandbox.training.definition import sagemaker_model
 
 PARQUET = "application/x-parquet"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_BOOTSTRAP = "import sys; from sandbox.training._worker import main; main(sys.argv[1])"
 # Hyperparameters the container reads itself instead of handing them to XGBoost.
 CONTAINER_HYPERPARAMETERS = ("num_round", "early_stopping_rounds", "save_model_on_termination", "csv_weights")
 
@@ -159,11 +164,9 @@ def train_locally(
 
 
 def _check_shape(job_name: str, request: Mapping[str, Any]) -> None:
-    import boto3
     from botocore.validate import ParamValidator
 
-    model = boto3.session.Session().client("sagemaker", region_name="us-east-1").meta.service_model
-    shape = model.operation_model("CreateTrainingJob").input_shape
+    shape = sagemaker_model().operation_model("CreateTrainingJob").input_shape
     report = ParamValidator().validate({**request, "TrainingJobName": job_name}, shape)
     if report.has_errors():
         raise TrainingError(f"CreateTrainingJob would refuse this request: {report.generate_report()}")
@@ -341,38 +344,44 @@ def _train(
 
     tracker = RabitTracker(n_workers=len(hosts), host_ip="127.0.0.1", port=0, sortby="task")
     tracker.start()
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per host: no state shared with this one
-    procs = {}
-    for rank, host in enumerate(hosts):
-        kwargs = {
-            "rank": rank,
-            "host_dir": str(job_dir / host),
-            "channels": channels,
-            "params": params,
-            "num_round": num_round,
-            "early_stopping_rounds": early_stopping,
-            "tracker_args": tracker.worker_args(),
-            "result_path": str(job_dir / host / "result.json"),
-        }
-        procs[host] = ctx.Process(target=_worker.run, kwargs=kwargs, name=f"xgboost-{host}")
-        procs[host].start()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     deadline = time.monotonic() + timeout
     try:
-        while any(p.is_alive() for p in procs.values()):
-            failed = [h for h, p in procs.items() if p.exitcode not in (None, 0)]
-            if failed or time.monotonic() > deadline:
+        for rank, host in enumerate(hosts):
+            base = job_dir / host
+            kwargs = {
+                "rank": rank,
+                "host_dir": str(base),
+                "channels": channels,
+                "params": params,
+                "num_round": num_round,
+                "early_stopping_rounds": early_stopping,
+                "tracker_args": tracker.worker_args(),
+                "result_path": str(base / "result.json"),
+            }
+            (base / "worker.json").write_text(json.dumps(kwargs))
+            with (base / "worker.log").open("wb") as log:
+                procs[host] = subprocess.Popen(
+                    [sys.executable, "-c", _BOOTSTRAP, str(base / "worker.json")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=base,
+                )
+        while any(p.poll() is None for p in procs.values()):
+            if any(p.returncode not in (None, 0) for p in procs.values()) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-
-        def error(host: str) -> str:
-            path = job_dir / host / "result.json"
-            found = json.loads(path.read_text()).get("error") if path.exists() else None
-            return str(found or f"exit code {procs[host].exitcode}")
-
-        failed = [h for h, p in procs.items() if p.exitcode not in (None, 0)]
+        failed = [h for h, p in procs.items() if p.returncode not in (None, 0)]
         if failed:
-            raise TrainingError(f"host {failed[0]} failed: {error(failed[0])}")
-        running = [h for h, p in procs.items() if p.exitcode is None]
+            raise TrainingError(
+                f"host {failed[0]} failed: {_host_error(job_dir / failed[0], procs[failed[0]])}"
+            )
+        running = [h for h, p in procs.items() if p.returncode is None]
         if running:
             raise TrainingError(
                 f"training did not finish within {timeout:.0f} s (still running: {', '.join(running)})"
@@ -382,11 +391,23 @@ def _train(
         return results
     finally:
         for proc in procs.values():
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.terminate()
-            proc.join(timeout=5)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         with contextlib.suppress(Exception):
             tracker.free()
+
+
+def _host_error(base: Path, proc: subprocess.Popen[bytes]) -> str:
+    result = base / "result.json"
+    if result.exists():
+        return str(json.loads(result.read_text()).get("error"))
+    tail = (base / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
+    return f"exit code {proc.returncode}: {' / '.join(tail) or 'no output'} (log: {base / 'worker.log'})"
 
 
 def _upload_model(s3: Any, model_dir: Path, output: Mapping[str, Any], job_name: str) -> str:

@@ -34,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 STARTUP_TIMEOUT = 30.0
 ServerProcess = Server  # the name the tier conftests import
+pytest_plugins = ["pytester"]  # tests/test_tiers.py runs the tier hook on a sample
 
 TIERS = ("unit", "integration", "infra", "e2e")  # lightest first
 SERVER_FIXTURES = frozenset({"moto_server", "fakesnow_server"})

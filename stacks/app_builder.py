@@ -5,6 +5,8 @@ from __future__ import annotations
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 
+from snowsage.settings import stack_name
+
 from .config import AppConfig
 from .data_stack import DataStack
 from .network_stack import NetworkStack
@@ -15,17 +17,16 @@ def build_app(
     app: cdk.App, cfg: AppConfig, *, default_account: str | None = None, nag: bool = True
 ) -> dict[str, cdk.Stack]:
     env = cdk.Environment(account=cfg.account or default_account, region=cfg.region)
-    prefix = cfg.stack_prefix
     data = DataStack(
         app,
-        f"{prefix}-Data",
+        stack_name(cfg.env_name, "Data"),
         cfg=cfg,
         env=env,
         description="snowsage: KMS key, Snowflake parameters, results bucket",
     )
     network = NetworkStack(
         app,
-        f"{prefix}-Network",
+        stack_name(cfg.env_name, "Network"),
         cfg=cfg,
         key=data.key,
         env=env,
@@ -33,7 +34,7 @@ def build_app(
     )
     notebook = NotebookStack(
         app,
-        f"{prefix}-Notebook",
+        stack_name(cfg.env_name, "Notebook"),
         cfg=cfg,
         data=data,
         network=network,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from .base import PinnedZonesStack
 from .config import AppConfig
 from .constructs.connectivity_check import CheckNames
 from .constructs.encryption import EncryptionKey
@@ -23,15 +24,9 @@ def results_bucket_name(cfg: AppConfig) -> str:
     return f"snowsage-{cfg.env_name}-results-{cdk.Aws.ACCOUNT_ID}-{cfg.region}"
 
 
-class DataStack(cdk.Stack):
-    @property
-    def availability_zones(self) -> list[str]:
-        """The zones pinned in config: no context lookup (and no AWS call) at synth."""
-        return self._zones
-
+class DataStack(PinnedZonesStack):
     def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, **kwargs: object) -> None:
-        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
-        self._zones = list(cfg.availability_zones)
+        super().__init__(scope, id, availability_zones=cfg.availability_zones, **kwargs)
         self.key = EncryptionKey(
             self,
             "Encryption",

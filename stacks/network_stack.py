@@ -3,30 +3,43 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from .base import PinnedZonesStack
 from .config import AppConfig
-from .constructs.network import Network
+from .constructs.lambda_defaults import retention
+from .constructs.network import Network, SnowflakePrivateLink
 
 
-class NetworkStack(cdk.Stack):
-    @property
-    def availability_zones(self) -> list[str]:
-        """The zones pinned in config: no context lookup (and no AWS call) at synth."""
-        return self._zones
-
+class NetworkStack(PinnedZonesStack):
     def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, key: kms.IKey, **kwargs: object) -> None:
-        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
-        self._zones = list(cfg.availability_zones)
-        self.network = Network(self, "Network", cfg=cfg, key=key)
-        eips = [
-            child.attr_public_ip
-            for subnet in self.network.vpc.public_subnets
-            for child in subnet.node.children
-            if isinstance(child, ec2.CfnEIP)
-        ]
+        super().__init__(scope, id, availability_zones=cfg.availability_zones, **kwargs)
+        privatelink = None
+        if cfg.network == "privatelink":
+            # config refuses privatelink without all three
+            assert (
+                cfg.privatelink_endpoint_service and cfg.privatelink_account_url and cfg.privatelink_ocsp_url
+            )
+            privatelink = SnowflakePrivateLink(
+                endpoint_service=cfg.privatelink_endpoint_service,
+                account_url=cfg.privatelink_account_url,
+                ocsp_url=cfg.privatelink_ocsp_url,
+            )
+        self.network = Network(
+            self,
+            "Network",
+            key=key,
+            cidr=cfg.vpc_cidr,
+            availability_zones=cfg.availability_zones[: cfg.max_azs],
+            nat_gateways=cfg.nat_gateways,
+            snowflake_egress_cidrs=cfg.snowflake_egress_cidrs,
+            interface_endpoints=cfg.interface_endpoints,
+            s3_prefix_list_id=cfg.s3_prefix_list_id,
+            privatelink=privatelink,
+            log_retention=retention(cfg.log_retention_days),
+        )
+        eips = self.network.nat_public_ips
         cdk.CfnOutput(self, "VpcId", value=self.network.vpc.vpc_id)
         cdk.CfnOutput(
             self,

@@ -7,20 +7,16 @@ from constructs import Construct
 
 from snowsage.settings import RuntimeSettings
 
+from .base import PinnedZonesStack
 from .config import AppConfig
 from .constructs.connectivity_check import CheckNames, ConnectivityCheck
 from .constructs.lambda_defaults import retention
 from .constructs.notebook import Notebook
-from .data_stack import DataStack, results_bucket_name
+from .data_stack import DataStack
 from .network_stack import NetworkStack
 
 
-class NotebookStack(cdk.Stack):
-    @property
-    def availability_zones(self) -> list[str]:
-        """The zones pinned in config: no context lookup (and no AWS call) at synth."""
-        return self._zones
-
+class NotebookStack(PinnedZonesStack):
     def __init__(
         self,
         scope: Construct,
@@ -31,8 +27,7 @@ class NotebookStack(cdk.Stack):
         network: NetworkStack,
         **kwargs: object,
     ) -> None:
-        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
-        self._zones = list(cfg.availability_zones)
+        super().__init__(scope, id, availability_zones=cfg.availability_zones, **kwargs)
         notebook_name = f"snowsage-{cfg.env_name}"
         check_names = CheckNames.for_env(cfg.env_name)
         self.node.add_dependency(data)  # the bucket is referenced by name, not by token
@@ -42,12 +37,11 @@ class NotebookStack(cdk.Stack):
             auth=cfg.auth,
             parameters=data.parameters.parameter_names,
             user=cfg.snowflake_user,
-            bucket=results_bucket_name(cfg),
+            bucket=data.results.bucket_name,
             notebook_name=notebook_name,
             check_function=check_names.function,
         )
         settings_json = self.to_json_string(settings.to_dict())
-        arns = data.parameters.parameter_arns()
         net = network.network
         subnets = net.vpc.select_subnets(subnet_type=net.private_subnets.subnet_type).subnets
 
@@ -60,7 +54,7 @@ class NotebookStack(cdk.Stack):
             vpc=net.vpc,
             subnets=net.private_subnets,
             security_group=net.function_sg,
-            parameter_arns=arns,
+            parameters=data.parameters,
             settings_json=settings_json,
             log_retention=retention(cfg.log_retention_days),
             schedule=cfg.check_schedule,
@@ -75,10 +69,10 @@ class NotebookStack(cdk.Stack):
             volume_gb=cfg.notebook_volume_gb,
             platform=cfg.notebook_platform,
             key=data.key,
-            bucket_name=results_bucket_name(cfg),
+            parameters=data.parameters,
+            results=data.results,
             subnet=subnets[0],
             security_group=net.notebook_sg,
-            parameter_arns=arns,
             settings_json=settings_json,
             network_mode=cfg.network,
             idle_stop_minutes=cfg.idle_stop_minutes,

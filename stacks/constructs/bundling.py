@@ -162,6 +162,41 @@ def _link_or_copy(src: str, dest: str) -> None:
         shutil.copy2(src, dest)
 
 
+def snowsage_wheel() -> Path:
+    """A directory holding a wheel of the snowsage package, cached by the hash of its sources."""
+    key = hashlib.sha256(content_digest(REPO_ROOT / "snowsage", REPO_ROOT / "pyproject.toml")).hexdigest()[
+        :20
+    ]
+    return cached_tree("snowsage-wheel", key, build_snowsage_wheel)
+
+
+def build_snowsage_wheel(dest: Path) -> None:
+    """Build the wheel into ``dest`` from a private copy of the sources, so concurrent synths
+    never share setuptools' in-tree build directory."""
+    with tempfile.TemporaryDirectory(prefix="snowsage-src-") as src:
+        shutil.copy2(REPO_ROOT / "pyproject.toml", Path(src) / "pyproject.toml")
+        copy_tree(REPO_ROOT / "snowsage", Path(src) / "snowsage")
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(dest),
+                src,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise BundlingError(f"building the snowsage wheel failed:\n{proc.stderr[-2000:]}")
+
+
 @jsii.implements(cdk.ILocalBundling)
 class LambdaLocalBundling:
     """Handler source plus its pinned requirements, for the function's Python and architecture."""

@@ -31,7 +31,8 @@ from stacks.config import HEARTBEAT_PERIODS
 
 from .bundling import REPO_ROOT, LambdaLocalBundling, local_bundling_options
 from .lambda_defaults import LAMBDA_ARCH, LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, log_group
-from .nag import acknowledge, checkov_skip, least_privilege_role
+from .nag import acknowledge, checkov_skip, least_privilege_role, via_service
+from .parameters import SnowflakeParameters
 
 CHECK_SOURCE = REPO_ROOT / "lambda" / "connectivity_check"
 
@@ -80,7 +81,7 @@ class ConnectivityCheck(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         security_group: ec2.ISecurityGroup,
-        parameter_arns: list[str],
+        parameters: SnowflakeParameters,
         settings_json: str,
         log_retention: logs.RetentionDays,
         schedule: str | None,
@@ -104,56 +105,52 @@ class ConnectivityCheck(Construct):
             "AwsSolutions-SQS3",
             "This queue is the dead-letter queue of the check function itself.",
         )
+        policy = iam.PolicyDocument()
+        parameters.grant_read(policy)
+        policy.add_statements(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            ),
+            iam.PolicyStatement(
+                sid="DeadLetterFailedInvocations",
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letters.queue_arn],
+            ),
+            iam.PolicyStatement(
+                sid="EncryptDeadLettersViaSqs",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": via_service("sqs", self)}},
+            ),
+            # A function in a VPC manages its network interfaces, and X-Ray takes trace
+            # segments; neither API supports resource-level permissions.
+            iam.PolicyStatement(
+                sid="VpcNetworkInterfacesAndTracing",
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSubnets",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                ],
+                resources=["*"],
+            ),
+        )
         self.role = least_privilege_role(
             self,
             "Role",
             service="lambda.amazonaws.com",
             description=f"snowsage {env_name} connectivity check: read-only parameters, own logs",
-            statements=[
-                iam.PolicyStatement(
-                    sid="ReadSnowflakeParameters",
-                    actions=["ssm:GetParameter", "ssm:GetParameters"],
-                    resources=parameter_arns,
-                ),
-                iam.PolicyStatement(
-                    sid="DecryptParametersViaSsm",
-                    actions=["kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
-                ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[self.log_group.log_group_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="DeadLetterFailedInvocations",
-                    actions=["sqs:SendMessage"],
-                    resources=[self.dead_letters.queue_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="EncryptDeadLettersViaSqs",
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"sqs.{stack.region}.amazonaws.com"}},
-                ),
-                # A function in a VPC manages its network interfaces, and X-Ray takes trace
-                # segments; neither API supports resource-level permissions.
-                iam.PolicyStatement(
-                    sid="VpcNetworkInterfacesAndTracing",
-                    actions=[
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DescribeSubnets",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                        "xray:PutTraceSegments",
-                        "xray:PutTelemetryRecords",
-                    ],
-                    resources=["*"],
-                ),
-            ],
+            statements=policy,
+            policy_checkov_skips={
+                "CKV_AWS_111": "Only ENI management for a VPC function and X-Ray segments are unscoped; "
+                "neither supports resource-level permissions."
+            },
         )
         self.function = lambda_.Function(
             self,
@@ -178,7 +175,7 @@ class ConnectivityCheck(Construct):
             description=f"snowsage {env_name}: checks DNS, TCP, TLS, OCSP, login and a query against Snowflake",
             environment={
                 SETTINGS_ENV_VAR: settings_json,
-                "POWERTOOLS_SERVICE_NAME": f"snowsage-{env_name}-check",
+                "POWERTOOLS_SERVICE_NAME": metrics.check_service(env_name),
                 "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
@@ -190,11 +187,6 @@ class ConnectivityCheck(Construct):
             "resource-level permissions (the only statement with Resource '*').",
         )
 
-        checkov_skip(
-            self.node.find_child("RolePolicy"),
-            "CKV_AWS_111",
-            "Only ENI management for a VPC function and X-Ray segments are unscoped; neither supports resource-level permissions.",
-        )
         checkov_skip(
             self.function,
             "CKV_AWS_173",
@@ -253,7 +245,7 @@ class ConnectivityCheck(Construct):
         schedule, silence: each alone would let a broken monitor look healthy."""
         five_minutes = cdk.Duration.minutes(5)
         at_least_once = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-        service = {"service": f"snowsage-{env_name}-check"}
+        service = {metrics.SERVICE_DIMENSION: metrics.check_service(env_name)}
         alarms = [
             cloudwatch.Alarm(
                 self,

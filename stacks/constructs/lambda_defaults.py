@@ -8,6 +8,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.config import LOG_RETENTION_DAYS
+
 # The newest Python runtime aws-cdk-lib 2.275 knows; arm64 is cheaper per GB-second.
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 LAMBDA_PYTHON_VERSION = "3.14"
@@ -24,14 +26,17 @@ def log_group(scope: Construct, id: str, *, key: kms.IKey, retention: logs.Reten
     )
 
 
-_RETENTION = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
-    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
-    3653: "TEN_YEARS",
-}  # fmt: skip
+# One list of what CloudWatch accepts (config validates against it); CDK's enum names the same
+# periods in the same ascending order, so the two are paired here rather than spelled out twice.
+# tests/infra/test_constructs.py renders every pair, so an enum that drifts fails there.
+_RETENTION = dict(
+    zip(
+        LOG_RETENTION_DAYS,
+        [d for d in logs.RetentionDays if d is not logs.RetentionDays.INFINITE],
+        strict=True,
+    )
+)
 
 
 def retention(days: int) -> logs.RetentionDays:
-    return getattr(logs.RetentionDays, _RETENTION[days])
+    return _RETENTION[days]

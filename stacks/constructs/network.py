@@ -6,17 +6,19 @@ reach Snowflake (443, and 80 for OCSP) and the VPC endpoints (443).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
-from constructs import Construct
+from constructs import Construct, Dependable
 
-from stacks.config import AppConfig
-
-from .lambda_defaults import log_group, retention
-from .nag import acknowledge, checkov_skip, least_privilege_role
+from .lambda_defaults import log_group
+from .nag import acknowledge, checkov_skip, created_by_cdk, least_privilege_role
 
 ENDPOINT_SERVICES = {
     "ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
@@ -28,12 +30,40 @@ ENDPOINT_SERVICES = {
     "sagemaker_notebook": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_NOTEBOOK,
     "lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_,
 }
+# CDK's singleton provider behind restrict_default_security_group, in the stack; no public handle.
+DEFAULT_SG_PROVIDER_HANDLER = ("Custom::VpcRestrictDefaultSGCustomResourceProvider", "Handler")
+
+
+@dataclass(frozen=True)
+class SnowflakePrivateLink:
+    """What ``SELECT SYSTEM$GET_PRIVATELINK_CONFIG();`` returns, for the endpoint and its DNS."""
+
+    endpoint_service: str
+    account_url: str
+    ocsp_url: str
 
 
 class Network(Construct):
-    def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, key: kms.IKey) -> None:
+    """With ``privatelink`` the subnets are isolated and Snowflake is reached through its
+    endpoint; without, private subnets leave through NAT gateways."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        key: kms.IKey,
+        cidr: str,
+        availability_zones: Sequence[str],
+        nat_gateways: int,
+        snowflake_egress_cidrs: Sequence[str],
+        interface_endpoints: Sequence[str],
+        s3_prefix_list_id: str | None,
+        privatelink: SnowflakePrivateLink | None,
+        log_retention: logs.RetentionDays,
+    ) -> None:
         super().__init__(scope, id)
-        nat = cfg.network == "nat"
+        nat = privatelink is None
         if nat:
             subnets = [
                 ec2.SubnetConfiguration(
@@ -55,9 +85,9 @@ class Network(Construct):
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(cfg.vpc_cidr),
-            availability_zones=list(cfg.availability_zones[: cfg.max_azs]),
-            nat_gateways=cfg.nat_gateways if nat else 0,
+            ip_addresses=ec2.IpAddresses.cidr(cidr),
+            availability_zones=list(availability_zones),
+            nat_gateways=nat_gateways if nat else 0,
             subnet_configuration=subnets,
             restrict_default_security_group=True,
             enable_dns_hostnames=True,
@@ -69,21 +99,27 @@ class Network(Construct):
                 "CloudFormation-Validate::W3010",
                 "Zones are pinned in config (`availability_zones`) on purpose: synth must never look them up with AWS credentials.",
             )
-        for subnet in self.vpc.public_subnets:
-            route = subnet.node.try_find_child("DefaultRoute")
-            if route is not None:
-                for pack in ("NIST.800.53.R5", "HIPAA.Security"):
-                    acknowledge(
-                        route,
-                        f"{pack}-VPCNoUnrestrictedRouteToIGW",
-                        "Public subnets hold only the NAT gateways, whose default route must reach the "
-                        "internet gateway; the notebook and the function sit in private subnets.",
-                    )
+        # A public subnet's internet_connectivity_established is its route to the internet gateway
+        # (and the route table association): the public handle on that route.
+        routes = [
+            root
+            for subnet in self.vpc.public_subnets
+            for root in Dependable.of(subnet.internet_connectivity_established).dependency_roots
+            if isinstance(root, ec2.CfnRoute)
+        ]
+        for route in routes:
+            for pack in ("NIST.800.53.R5", "HIPAA.Security"):
+                acknowledge(
+                    route,
+                    f"{pack}-VPCNoUnrestrictedRouteToIGW",
+                    "Public subnets hold only the NAT gateways, whose default route must reach the "
+                    "internet gateway; the notebook and the function sit in private subnets.",
+                )
         self._skip_checkov_on_default_sg_provider()
         self.private_subnets = ec2.SubnetSelection(
             subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS if nat else ec2.SubnetType.PRIVATE_ISOLATED
         )
-        flow_logs = log_group(self, "FlowLogs", key=key, retention=retention(cfg.log_retention_days))
+        flow_logs = log_group(self, "FlowLogs", key=key, retention=log_retention)
         stack = cdk.Stack.of(self)
         flow_role = least_privilege_role(
             self,
@@ -136,10 +172,12 @@ class Network(Construct):
             )
             # In privatelink mode the subnets have no route out of the VPC, so these CIDRs reach
             # only the Snowflake endpoint and the S3 gateway endpoint.
-            for cidr in cfg.snowflake_egress_cidrs:
-                sg.add_egress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), f"HTTPS to Snowflake ({cidr})")
+            for egress in snowflake_egress_cidrs:
+                sg.add_egress_rule(ec2.Peer.ipv4(egress), ec2.Port.tcp(443), f"HTTPS to Snowflake ({egress})")
                 sg.add_egress_rule(
-                    ec2.Peer.ipv4(cidr), ec2.Port.tcp(80), f"OCSP certificate checks for Snowflake ({cidr})"
+                    ec2.Peer.ipv4(egress),
+                    ec2.Port.tcp(80),
+                    f"OCSP certificate checks for Snowflake ({egress})",
                 )
             if not nat:
                 self.endpoint_sg.add_ingress_rule(
@@ -149,7 +187,7 @@ class Network(Construct):
                     self.endpoint_sg, ec2.Port.tcp(80), "OCSP certificate checks over Snowflake PrivateLink"
                 )
 
-        for name in cfg.interface_endpoints:
+        for name in interface_endpoints:
             self.vpc.add_interface_endpoint(
                 f"Endpoint-{name}",
                 service=ENDPOINT_SERVICES[name],
@@ -159,25 +197,31 @@ class Network(Construct):
                 open=False,
             )
 
-        if cfg.s3_prefix_list_id:
+        if s3_prefix_list_id:
             # Restricted egress CIDRs do not cover S3; its gateway endpoint is reached by prefix list.
             for sg in (self.notebook_sg, self.function_sg):
                 sg.add_egress_rule(
-                    ec2.Peer.prefix_list(cfg.s3_prefix_list_id),
+                    ec2.Peer.prefix_list(s3_prefix_list_id),
                     ec2.Port.tcp(443),
                     "HTTPS to S3 through the gateway endpoint",
                 )
-        if not nat:
-            self._snowflake_privatelink(cfg)
+        if privatelink is not None:
+            self._snowflake_privatelink(privatelink)
+
+    @property
+    def nat_public_ips(self) -> list[str]:
+        """The NAT gateways' Elastic IPs (what Snowflake sees). CDK keeps no handle on them, so
+        they are found by type, not by the id CDK happens to give them."""
+        return [
+            child.attr_public_ip
+            for subnet in self.vpc.public_subnets
+            for child in subnet.node.children
+            if isinstance(child, ec2.CfnEIP)
+        ]
 
     def _skip_checkov_on_default_sg_provider(self) -> None:
         """restrict_default_security_group adds CDK's own deploy-time provider to the stack."""
-        provider = cdk.Stack.of(self).node.try_find_child(
-            "Custom::VpcRestrictDefaultSGCustomResourceProvider"
-        )
-        if provider is None:
-            return
-        handler = provider.node.find_child("Handler")
+        handler = created_by_cdk(cdk.Stack.of(self), *DEFAULT_SG_PROVIDER_HANDLER)
         for check, reason in (
             (
                 "CKV_AWS_115",
@@ -194,13 +238,12 @@ class Network(Construct):
     def _security_group(self, id: str, description: str) -> ec2.SecurityGroup:
         return ec2.SecurityGroup(self, id, vpc=self.vpc, description=description, allow_all_outbound=False)
 
-    def _snowflake_privatelink(self, cfg: AppConfig) -> None:
-        assert cfg.privatelink_endpoint_service and cfg.privatelink_account_url and cfg.privatelink_ocsp_url
+    def _snowflake_privatelink(self, privatelink: SnowflakePrivateLink) -> None:
         endpoint = ec2.InterfaceVpcEndpoint(
             self,
             "SnowflakePrivateLink",
             vpc=self.vpc,
-            service=ec2.InterfaceVpcEndpointService(cfg.privatelink_endpoint_service, 443),
+            service=ec2.InterfaceVpcEndpointService(privatelink.endpoint_service, 443),
             subnets=self.private_subnets,
             security_groups=[self.endpoint_sg],
             private_dns_enabled=False,
@@ -213,8 +256,8 @@ class Network(Construct):
             1, cdk.Fn.split(":", cdk.Fn.select(0, endpoint.vpc_endpoint_dns_entries))
         )
         for id, host in (
-            ("AccountRecord", cfg.privatelink_account_url),
-            ("OcspRecord", cfg.privatelink_ocsp_url),
+            ("AccountRecord", privatelink.account_url),
+            ("OcspRecord", privatelink.ocsp_url),
         ):
             route53.CnameRecord(
                 self,

@@ -10,9 +10,6 @@ import base64
 import hashlib
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,8 +24,10 @@ from constructs import Construct
 
 from snowsage.notebook import RESULTS_PREFIX
 
-from .bundling import REPO_ROOT, BundlingError, cached_tree, content_digest, copy_tree, link_tree, pip_target
+from .bundling import REPO_ROOT, content_digest, link_tree, pip_target, snowsage_wheel
 from .nag import acknowledge, wildcard_finding
+from .parameters import SnowflakeParameters
+from .results_bucket import ResultsBucket
 
 LIFECYCLE_DIR = REPO_ROOT / "notebook_lifecycle"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -71,41 +70,6 @@ class WheelhouseBundling:
         return True
 
 
-def snowsage_wheel() -> Path:
-    """A directory holding a wheel of the snowsage package, cached by the hash of its sources."""
-    key = hashlib.sha256(content_digest(REPO_ROOT / "snowsage", REPO_ROOT / "pyproject.toml")).hexdigest()[
-        :20
-    ]
-    return cached_tree("snowsage-wheel", key, build_snowsage_wheel)
-
-
-def build_snowsage_wheel(dest: Path) -> None:
-    """Build the wheel into ``dest`` from a private copy of the sources, so concurrent synths
-    never share setuptools' in-tree build directory."""
-    with tempfile.TemporaryDirectory(prefix="snowsage-src-") as src:
-        shutil.copy2(REPO_ROOT / "pyproject.toml", Path(src) / "pyproject.toml")
-        copy_tree(REPO_ROOT / "snowsage", Path(src) / "snowsage")
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                str(dest),
-                src,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if proc.returncode != 0:
-        raise BundlingError(f"building the snowsage wheel failed:\n{proc.stderr[-2000:]}")
-
-
 class Notebook(Construct):
     def __init__(
         self,
@@ -117,10 +81,10 @@ class Notebook(Construct):
         volume_gb: int,
         platform: str,
         key: kms.IKey,
-        bucket_name: str,
+        parameters: SnowflakeParameters,
+        results: ResultsBucket,
         subnet: ec2.ISubnet,
         security_group: ec2.ISecurityGroup,
-        parameter_arns: list[str],
         settings_json: str,
         network_mode: str,
         idle_stop_minutes: int,
@@ -152,81 +116,50 @@ class Notebook(Construct):
             ),
             description=f"snowsage notebook {name}: read its Snowflake parameters, use its bucket, stop itself",
         )
-        bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
         # What the notebook touches in the bucket: to_s3/read_s3 under results/, and its own backup
         # (on_create.sh restores it, the on_start.sh cron syncs to it). Another notebook's backup,
         # or anything else a later feature puts in the bucket, stays out of reach.
         self.backup_prefix = f"backups/{name}/"
         own_prefixes = [RESULTS_PREFIX, self.backup_prefix]
-        own_objects = [f"{bucket_arn}/{prefix}*" for prefix in own_prefixes]
         log_streams_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/NotebookInstances"
         notebook_arn = stack.format_arn(
             service="sagemaker", resource="notebook-instance", resource_name=name.lower()
         )
         self.policy = iam.ManagedPolicy(
-            self,
-            "Policy",
-            description=f"snowsage notebook {name}: exactly what the notebook needs",
-            statements=[
-                iam.PolicyStatement(
-                    sid="ReadSnowflakeParameters",
-                    actions=["ssm:GetParameter", "ssm:GetParameters"],
-                    resources=parameter_arns,
-                ),
-                iam.PolicyStatement(
-                    sid="DecryptParametersViaSsm",
-                    actions=["kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
-                ),
-                iam.PolicyStatement(
-                    sid="UseResultsBucketKeyViaS3",
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
-                ),
-                iam.PolicyStatement(
-                    # `aws s3 sync` lists the backup prefix; listing results/ lets a user see them.
-                    sid="ListOwnPrefixes",
-                    actions=["s3:ListBucket"],
-                    resources=[bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in own_prefixes]}},
-                ),
-                iam.PolicyStatement(
-                    # AbortMultipartUpload: upload_fileobj cleans up a large write that failed halfway.
-                    sid="ReadWriteOwnObjects",
-                    actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                    resources=own_objects,
-                ),
-                iam.PolicyStatement(
-                    sid="ReadWheelhouse",
-                    actions=["s3:GetObject"],
-                    resources=[
-                        stack.format_arn(
-                            service="s3",
-                            region="",
-                            account="",
-                            resource=self.wheelhouse.s3_bucket_name,
-                            resource_name=self.wheelhouse.s3_object_key,
-                        )
-                    ],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteOwnLifecycleAndJupyterLogs",
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:DescribeLogStreams",
-                    ],
-                    resources=[log_streams_arn, f"{log_streams_arn}:log-stream:{name}/*"],
-                ),
-                iam.PolicyStatement(
-                    sid="IdleStopItself",
-                    actions=["sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"],
-                    resources=[notebook_arn],
-                ),
-            ],
+            self, "Policy", description=f"snowsage notebook {name}: exactly what the notebook needs"
+        )
+        parameters.grant_read(self.policy)
+        # `aws s3 sync` lists the backup prefix; listing results/ lets a user see them.
+        results.grant_read_write(self.policy, own_prefixes)
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                sid="ReadWheelhouse",
+                actions=["s3:GetObject"],
+                resources=[
+                    stack.format_arn(
+                        service="s3",
+                        region="",
+                        account="",
+                        resource=self.wheelhouse.s3_bucket_name,
+                        resource_name=self.wheelhouse.s3_object_key,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="WriteOwnLifecycleAndJupyterLogs",
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[log_streams_arn, f"{log_streams_arn}:log-stream:{name}/*"],
+            ),
+            iam.PolicyStatement(
+                sid="IdleStopItself",
+                actions=["sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"],
+                resources=[notebook_arn],
+            ),
         )
         self.role.add_managed_policy(self.policy)
         acknowledge(
@@ -235,8 +168,8 @@ class Notebook(Construct):
             "SageMaker names this notebook's log streams <notebook>/LifecycleConfigOnStart, "
             "<notebook>/jupyter.log, ...; the wildcard covers only this notebook's streams.",
         )
-        for resource, reason in zip(
-            own_objects,
+        for prefix, reason in zip(
+            own_prefixes,
             (
                 "to_s3/read_s3 write and read Parquet results under results/<name>.parquet, names the "
                 "data scientist chooses; the wildcard covers only the results/ prefix.",
@@ -245,7 +178,7 @@ class Notebook(Construct):
             ),
             strict=True,
         ):
-            acknowledge(self.policy, wildcard_finding(resource), reason)
+            acknowledge(self.policy, wildcard_finding(results.objects_arn(prefix)), reason)
 
         values = {
             "SETTINGS_B64": cdk.Fn.base64(settings_json),
@@ -253,7 +186,7 @@ class Notebook(Construct):
             "NETWORK_MODE": network_mode,
             "IDLE_STOP_MINUTES": str(idle_stop_minutes),
             "BACKUP_MINUTES": str(backup_minutes),
-            "BACKUP_S3_URI": f"s3://{bucket_name}/backups/{name}/",
+            "BACKUP_S3_URI": f"s3://{results.bucket_name}/{self.backup_prefix}",
             "AWS_REGION": stack.region,
         }
         scripts = {}

@@ -22,11 +22,21 @@ from constructs import Construct
 from snowsage.settings import PLACEHOLDER, SECRET_KEYS_BY_AUTH
 
 from .lambda_defaults import LAMBDA_ARCH, LAMBDA_RUNTIME, log_group
-from .nag import acknowledge, checkov_skip, least_privilege_role, wildcard_finding
+from .nag import (
+    PolicySink,
+    acknowledge,
+    checkov_skip,
+    created_by_cdk,
+    least_privilege_role,
+    via_service,
+    wildcard_finding,
+)
 
 PROVIDER_SOURCE = Path(__file__).resolve().parents[2] / "lambda" / "secure_parameter"
 # The handler's KEY_ENV; its asset is not importable ("lambda" is a keyword), tests/infra pins the two.
 PROVIDER_KEY_ENV = "CONFIGURED_KMS_KEY_ARN"
+# The function cr.Provider puts in front of the handler; the Provider exposes only its ARN.
+PROVIDER_FRAMEWORK_FUNCTION = ("framework-onEvent",)
 
 
 class SnowflakeParameters(Construct):
@@ -47,6 +57,7 @@ class SnowflakeParameters(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.prefix = prefix
+        self.key = key
         self.settings: dict[str, ssm.StringParameter] = {}
         for name, value in settings.items():
             self.settings[name] = ssm.StringParameter(
@@ -89,7 +100,7 @@ class SnowflakeParameters(Construct):
                     sid="EncryptViaSsm",
                     actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
                     resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"ssm.{stack.region}.amazonaws.com"}},
+                    conditions={"StringEquals": {"kms:ViaService": via_service("ssm", self)}},
                 ),
                 iam.PolicyStatement(
                     # A key change keeps the values: the handler reads each one under the previous key
@@ -103,7 +114,7 @@ class SnowflakeParameters(Construct):
                     resources=[previous_keys],
                     conditions={
                         "StringEquals": {
-                            "kms:ViaService": f"ssm.{stack.region}.amazonaws.com",
+                            "kms:ViaService": via_service("ssm", self),
                             "kms:EncryptionContext:PARAMETER_ARN": arns,
                         }
                     },
@@ -168,7 +179,7 @@ class SnowflakeParameters(Construct):
             log_group=framework_logs,
             provider_function_env_encryption=key,
         )
-        framework = self.provider.node.find_child("framework-onEvent")
+        framework = created_by_cdk(self.provider, *PROVIDER_FRAMEWORK_FUNCTION)
         cfn_framework = framework.node.default_child
         assert isinstance(cfn_framework, lambda_.CfnFunction)
         cfn_framework.reserved_concurrent_executions = 2
@@ -226,6 +237,23 @@ class SnowflakeParameters(Construct):
             stack.format_arn(service="ssm", resource="parameter", resource_name=n.lstrip("/"))
             for n in self.parameter_names.values()
         ]
+
+    def grant_read(self, policy: PolicySink) -> None:
+        """Read and decrypt exactly these parameters. Written out rather than CDK's
+        ``StringParameter.grant_read``, which adds ssm:DescribeParameters on every parameter."""
+        policy.add_statements(
+            iam.PolicyStatement(
+                sid="ReadSnowflakeParameters",
+                actions=["ssm:GetParameter", "ssm:GetParameters"],
+                resources=self.parameter_arns(),
+            ),
+            iam.PolicyStatement(
+                sid="DecryptParametersViaSsm",
+                actions=["kms:Decrypt"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": via_service("ssm", self)}},
+            ),
+        )
 
 
 def _write_logs(group: logs.ILogGroup) -> iam.PolicyStatement:

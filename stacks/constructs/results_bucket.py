@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .nag import acknowledge, checkov_skip
+from .nag import PolicySink, acknowledge, checkov_skip, via_service
 
 
 class ResultsBucket(Construct):
@@ -17,6 +20,10 @@ class ResultsBucket(Construct):
         self, scope: Construct, id: str, *, bucket_name: str, key: kms.IKey, removal_policy: cdk.RemovalPolicy
     ) -> None:
         super().__init__(scope, id)
+        # The name as given, not the bucket's token: grants in other stacks build ARNs from it
+        # without a cross-stack import, so their IAM resources stay readable.
+        self.bucket_name = bucket_name
+        self.key = key
         self.access_logs = s3.Bucket(
             self,
             "AccessLogs",
@@ -81,6 +88,37 @@ class ResultsBucket(Construct):
             ],
         )
         self._ack_replication(self.bucket)
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:{cdk.Stack.of(self).partition}:s3:::{self.bucket_name}"
+
+    def objects_arn(self, prefix: str) -> str:
+        return f"{self.bucket_arn}/{prefix}*"
+
+    def grant_read_write(self, policy: PolicySink, prefixes: Sequence[str]) -> None:
+        """Read, write and list objects under ``prefixes`` only, with the bucket key through S3."""
+        policy.add_statements(
+            iam.PolicyStatement(
+                sid="UseResultsBucketKeyViaS3",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": via_service("s3", self)}},
+            ),
+            iam.PolicyStatement(
+                # ListBucket takes the bucket, not an object ARN: s3:prefix keeps it to the prefixes.
+                sid="ListOwnPrefixes",
+                actions=["s3:ListBucket"],
+                resources=[self.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+            ),
+            iam.PolicyStatement(
+                # AbortMultipartUpload: upload_fileobj cleans up a large write that failed halfway.
+                sid="ReadWriteOwnObjects",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[self.objects_arn(prefix) for prefix in prefixes],
+            ),
+        )
 
     @staticmethod
     def _ack_replication(bucket: s3.Bucket) -> None:

@@ -308,6 +308,7 @@ def _collect_steps(raw_steps: Any, steps: dict[str, Step], branch_of: tuple[str,
             conditions = parse_expression(args["Conditions"], where)
             for condition in conditions:
                 _check_condition(condition, where)
+            # reserved first, so the condition comes before its branches in definition order
             steps[name] = Step(name, stype, conditions, tuple(depends_on), branch_of=branch_of)
             if_steps = _collect_steps(args.get("IfSteps", []), steps, (name, True))
             else_steps = _collect_steps(args.get("ElseSteps", []), steps, (name, False))

@@ -130,8 +130,10 @@ def run_pipeline(
         definition if isinstance(definition, PipelineDefinition) else PipelineDefinition.parse(definition)
     )
     values = _parameter_values(pipeline, parameters or {})
-    missing = sorted({s.type for s in pipeline.steps.values() if s.type in ("Lambda", "Training", "RegisterModel")}
-                     - {t for t in ("Lambda", "Training", "RegisterModel") if executors.for_type(t)})  # fmt: skip
+    used = {s.type for s in pipeline.steps.values()}
+    missing = sorted(
+        t for t in ("Lambda", "Training", "RegisterModel") if t in used and not executors.for_type(t)
+    )
     if missing:
         raise DefinitionError(
             f"the pipeline has {', '.join(missing)} steps but no executor for them in Executors"

@@ -540,3 +540,17 @@ def test_the_gate_compares_the_real_metric_and_registers_nothing_above_the_thres
         "ModelPackageSummaryList"
     ]
     assert after == before
+
+
+def test_a_failed_training_job_fails_its_step_with_the_jobs_reason() -> None:
+    fakes = Fakes()
+
+    def failing(**_: Any) -> dict[str, Any]:
+        return {"TrainingJobStatus": "Failed", "FailureReason": "ClientError: no train data on algo-2"}
+
+    executors = Executors(
+        invoke_lambda=fakes.invoke_lambda, train=failing, register_model=fakes.register_model
+    )
+    run = run_pipeline(definition(), executors=executors)
+    assert (run.status, run.failure_reason) == ("Failed", "ClientError: no train data on algo-2")
+    assert run.steps[-1].name == "Train" and set(run.not_run) >= {"Gate", "Register"}

@@ -1,15 +1,15 @@
 """The whole product on this machine: moto for AWS, fakesnow for Snowflake, the real CDK CLI.
 
-``python -m sandbox`` (``make demo``) runs, in order:
+``python -m sandbox`` (``make demo``) runs, in order (``STEPS`` names and numbers each printed step):
 
-2. start moto and fakesnow on free loopback ports (always stopped again);
-3. load a deterministic 20,000-row housing table into fakesnow (``<database>.<schema>.HOUSING``);
-4. ``cdk bootstrap`` and ``cdk deploy --all --method=direct`` against moto, answering the stacks'
-   custom resources the way CloudFormation's callers would (see sandbox/custom_resources.py);
-5. the operator CLI against moto: ``snowflake-setup``, ``keypair generate``, ``credentials status``;
-6. the connectivity check, run from the synthesized Lambda asset the way Lambda runs it;
-7. the example notebook (nbclient) with the settings file the lifecycle script would write;
-8. a summary: what was deployed (and what moto skipped), the check, the data, the Parquet object.
+- start moto and fakesnow on free loopback ports (always stopped again);
+- load a deterministic 20,000-row housing table into fakesnow (``<database>.<schema>.HOUSING``);
+- ``cdk bootstrap`` and ``cdk deploy --all --method=direct`` against moto, answering the stacks'
+  custom resources the way CloudFormation's callers would (see sandbox/custom_resources.py);
+- the operator CLI against moto: ``snowflake-setup``, ``keypair generate``, ``credentials status``;
+- the connectivity check, run from the synthesized Lambda asset the way Lambda runs it;
+- the example notebook (nbclient) with the settings file the lifecycle script would write;
+- a summary: what was deployed (and what moto skipped), the check, the data, the Parquet object.
 
 Any failure stops the run with ``step N (name) failed: ...`` and exit status 1. The sandbox uses only
 settings a real deployment has (an AWS endpoint, a Snowflake host/port/protocol); docs/sandbox.md
@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from snowsage.reports import CheckReport, ReportError
+
 from . import servers
 from .custom_resources import CustomResourceRunner
 from .lambda_runtime import find_resource, function_asset, invoke, stack_template
@@ -49,6 +51,20 @@ CONTEXT_FILE = REPO_ROOT / "cdk.context.json"
 DEPLOY_TIMEOUT = 900.0
 # A fake key pair moto accepts; nothing here can reach a real account (see Sandbox.child_env).
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+# Every step the run prints, in order: its number and the total come from here, nowhere else.
+STEPS = (
+    "start moto",
+    "start fakesnow",
+    "load housing data",
+    "cdk bootstrap",
+    "cdk deploy --all",
+    "snowsage snowflake-setup",
+    "snowsage keypair generate",
+    "snowsage credentials status",
+    "connectivity check (synthesized Lambda asset)",
+    "example notebook",
+    "summary",
+)
 
 
 class StepFailed(Exception):
@@ -96,9 +112,10 @@ class Sandbox:
         print(text, file=self.o.out, flush=True)
 
     @contextlib.contextmanager
-    def step(self, number: int, name: str) -> Iterator[None]:
+    def step(self, name: str) -> Iterator[None]:
+        number = STEPS.index(name) + 1
         self._step = (number, name)
-        self.say(f"[{number}/8] {name} ...")
+        self.say(f"[{number}/{len(STEPS)}] {name} ...")
         start = time.monotonic()
         try:
             yield
@@ -109,7 +126,7 @@ class Sandbox:
             raise StepFailed(number, name, detail) from exc
         seconds = time.monotonic() - start
         self.result.timings[name] = seconds
-        self.say(f"[{number}/8] {name}: ok ({seconds:.1f} s)")
+        self.say(f"[{number}/{len(STEPS)}] {name}: ok ({seconds:.1f} s)")
 
     def fail(self, message: str) -> StepFailed:
         return StepFailed(*self._step, message)
@@ -180,7 +197,7 @@ class Sandbox:
         self.cfg = sandbox_config(fakesnow_port=0)  # validated before anything starts
 
     def start_servers(self) -> None:
-        with self.step(2, "start moto"):
+        with self.step("start moto"):
             port = servers.free_port()
             self.moto = servers.start(
                 "moto",
@@ -191,7 +208,7 @@ class Sandbox:
                 timeout=self.o.server_timeout,
             )
             self.result.facts["moto_url"] = self.moto.url
-        with self.step(2, "start fakesnow"):
+        with self.step("start fakesnow"):
             if self.o.fakesnow_port is not None:
                 self.fakesnow = servers.Server("fakesnow", self.o.fakesnow_port, self.logs / "fakesnow.log")
                 if not servers.answers_http(self.fakesnow.url):
@@ -215,7 +232,7 @@ class Sandbox:
 
         assert self.fakesnow is not None
         cfg = self.cfg
-        with self.step(3, "load housing data"):
+        with self.step("load housing data"):
             conn = snowflake.connector.connect(
                 account=cfg.snowflake_account,
                 user="SANDBOX_LOADER",
@@ -248,7 +265,7 @@ class Sandbox:
         cfn_s3 = {
             "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": self.moto.url.replace(servers.LOOPBACK, "localhost")
         }
-        with self.step(4, "cdk bootstrap"):
+        with self.step("cdk bootstrap"):
             account = self.client("sts").get_caller_identity()["Account"]
             self.result.facts["account"] = account
             self.run(
@@ -256,7 +273,7 @@ class Sandbox:
                 log="cdk-bootstrap.log",
                 env=cfn_s3,
             )
-        with self.step(4, "cdk deploy --all"):
+        with self.step("cdk deploy --all"):
             args = [
                 cdk,
                 "deploy",
@@ -307,13 +324,13 @@ class Sandbox:
 
     def operator_cli(self) -> None:
         snowsage = [sys.executable, "-m", "snowsage", "--env", ENV_NAME, "--region", REGION]
-        with self.step(5, "snowsage snowflake-setup"):
+        with self.step("snowsage snowflake-setup"):
             sql = self.run([*snowsage, "snowflake-setup"], log="cli-snowflake-setup.log")
             self.result.facts["setup_sql"] = sql
-        with self.step(5, "snowsage keypair generate"):
+        with self.step("snowsage keypair generate"):
             alter = self.run([*snowsage, "keypair", "generate"], log="cli-keypair-generate.log")
             self.result.facts["alter_user"] = alter.strip().splitlines()[0] if alter.strip() else ""
-        with self.step(5, "snowsage credentials status"):
+        with self.step("snowsage credentials status"):
             status = json.loads(
                 self.run([*snowsage, "--json", "credentials", "status"], log="cli-status.log")
             )
@@ -323,7 +340,7 @@ class Sandbox:
 
     def connectivity_check(self) -> None:
         stack = f"{self.cfg.stack_prefix}-Notebook"
-        with self.step(6, "connectivity check (synthesized Lambda asset)"):
+        with self.step("connectivity check (synthesized Lambda asset)"):
             template = stack_template(self.cdk_out, stack)
             fn = function_asset(self.cdk_out, stack, find_resource(template, "/Check/Function/Resource"))
             deployed = self.client("lambda").get_function(
@@ -347,13 +364,16 @@ class Sandbox:
                 raise self.fail(
                     f"the check function crashed: {result.error} (log {self.logs / 'check-function.log'})"
                 )
-            report = result.payload
+            try:
+                report = CheckReport.from_dict(result.payload)
+            except ReportError as exc:
+                raise self.fail(f"the check function returned no check report ({exc})") from None
             self.result.facts["check"] = {"report": report, "function": fn, "ms": result.ms}
-            if not report.get("ok"):
-                failed = [s["name"] for s in report.get("steps", []) if s.get("ok") is False]
+            if not report.ok:
+                failed = [s.name for s in report.steps if s.ok is False]
                 raise self.fail(
-                    f"the check reports {report.get('status')}: failed {', '.join(failed) or '?'}; "
-                    f"diagnosis: {report.get('diagnosis')}"
+                    f"the check reports {report.status}: failed {', '.join(failed) or '?'}; "
+                    f"diagnosis: {report.diagnosis}"
                 )
 
     def host_libraries(self) -> Path:
@@ -372,7 +392,7 @@ class Sandbox:
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError
 
-        with self.step(7, "example notebook"):
+        with self.step("example notebook"):
             if not self.o.notebook.exists():
                 raise self.fail(f"{self.o.notebook} does not exist")
             settings_file = self.write_notebook_settings()
@@ -462,7 +482,7 @@ class Sandbox:
         return rows
 
     def summary(self) -> None:
-        with self.step(8, "summary"):
+        with self.step("summary"):
             self.say(render_summary(self.result.facts, self.cfg))
 
 
@@ -516,10 +536,11 @@ def render_summary(facts: Mapping[str, Any], cfg: Any) -> str:
             f"Connectivity check ({fn.logical_id}, handler {fn.handler}, deployed as {fn.runtime}/{fn.architecture}; "
             f"run here on this machine's Python in {check['ms']:.0f} ms):"
         )
-        for s in check["report"].get("steps", []):
-            result = "ok" if s.get("ok") is True else ("FAIL" if s.get("ok") is False else "skip")
-            lines.append(f"  {s.get('name', '?'):<12} {result:<5} {str(s.get('detail') or '')[:90]}")
-        lines.append(f"  status: {check['report'].get('status')}")
+        report: CheckReport = check["report"]
+        for s in report.steps:
+            result = "ok" if s.ok is True else ("FAIL" if s.ok is False else "skip")
+            lines.append(f"  {s.name:<12} {result:<5} {s.detail[:90]}")
+        lines.append(f"  status: {report.status}")
     parquet = facts.get("parquet")
     if parquet:
         frame = parquet["frame"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,23 +66,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, tier))
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The sandbox's moto (sandbox.moto_server, without the custom-resource spool) on a free
-    loopback port; ``.url`` is the AWS endpoint."""
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, name: str, args: Callable[[int], list[str]], ready_path: str
+) -> Iterator[Server]:
     port = free_port()
+    log = tmp_path_factory.mktemp(name) / f"{name}.log"
     server = servers.start(
-        "moto",
-        servers.moto_args(port),
-        port=port,
-        log=tmp_path_factory.mktemp("moto") / "moto.log",
-        ready_path="/moto-api/",
-        timeout=STARTUP_TIMEOUT,
+        name, args(port), port=port, log=log, ready_path=ready_path, timeout=STARTUP_TIMEOUT
     )
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The sandbox's moto (sandbox.moto_server, without the custom-resource spool) on a free
+    loopback port; ``.url`` is the AWS endpoint."""
+    yield from _serve(tmp_path_factory, "moto", servers.moto_args, "/moto-api/")
 
 
 @pytest.fixture(scope="session")
@@ -94,19 +96,7 @@ def moto_endpoint(moto_server: Server) -> str:
 def fakesnow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """fakesnow's HTTP server (see sandbox/fakesnow_server.py); connect with host 127.0.0.1,
     ``.port`` and protocol http, any account and credentials."""
-    port = free_port()
-    server = servers.start(
-        "fakesnow",
-        servers.fakesnow_args(port),
-        port=port,
-        log=tmp_path_factory.mktemp("fakesnow") / "fakesnow.log",
-        ready_path="/",
-        timeout=STARTUP_TIMEOUT,
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(tmp_path_factory, "fakesnow", servers.fakesnow_args, "/")
 
 
 AWS_ENV = {

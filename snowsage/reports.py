@@ -132,9 +132,6 @@ class CheckReport:
         """The hard step that stopped the check (OCSP only warns), or None."""
         return next((s.name for s in self.steps if s.hard_failure), None)
 
-    def step(self, name: str) -> Step | None:
-        return next((s for s in self.steps if s.name == name), None)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

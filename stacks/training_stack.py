@@ -61,6 +61,7 @@ class TrainingStack(cdk.Stack):
         options: TrainingOptions,
         parameters: ParameterReader | None = None,
         export_environment: Mapping[str, str] | None = None,
+        export_arguments: Mapping[str, Any] | None = None,
         export_source: Path = EXPORT_SOURCE,
         **kwargs: Any,
     ) -> None:
@@ -78,6 +79,7 @@ class TrainingStack(cdk.Stack):
             alarm_topic=alarm_topic,
             parameters=parameters,
             export_environment=export_environment,
+            export_arguments=export_arguments,
             export_source=export_source,
             log_retention=log_retention,
             objective=options.objective,

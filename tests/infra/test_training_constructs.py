@@ -227,6 +227,27 @@ def test_every_get_in_the_synthesized_definition_points_at_something_that_exists
     assert pd.unresolved_references(scheduled.definition) == []
 
 
+def _joins(value: Any) -> list[dict[str, Any]]:
+    found = []
+    if isinstance(value, dict):
+        if "Std:Join" in value:
+            found.append(value)
+        for item in value.values():
+            found += _joins(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _joins(item)
+    return found
+
+
+def test_joins_hold_only_strings_and_gets_as_the_definition_schema_allows(scheduled: Synth) -> None:
+    joins = _joins(scheduled.definition)
+    assert len(joins) >= 6  # S3 URIs, the run prefix, both failure messages
+    for j in joins:
+        for value in j["Std:Join"]["Values"]:
+            assert isinstance(value, str) or set(value) == {"Get"}, j
+
+
 def test_reference_check_catches_a_misspelt_output_and_a_step_read_before_it_runs() -> None:
     definition = pd.build_definition(_spec())
     check = definition["Steps"][1]["Arguments"]
@@ -323,12 +344,10 @@ def test_output_and_volumes_are_encrypted_with_the_key(scheduled: Synth) -> None
     assert train["ResourceConfig"]["VolumeKmsKeyId"] == key
     assert train["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"] == [
         f"s3://{BUCKET}/",
-        {
-            "Std:Join": {
-                "On": "",
-                "Values": ["training/runs/", {"Get": "Execution.PipelineExecutionId"}, "/", "model/"],
-            }
-        },
+        "training/runs/",
+        {"Get": "Execution.PipelineExecutionId"},
+        "/",
+        "model/",
     ]
     assert train["ResourceConfig"]["InstanceCount"] == {"Get": "Parameters.InstanceCount"}
     assert train["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.InstanceType"}
@@ -342,15 +361,27 @@ def test_managed_spot_checkpoints_and_waits_at_least_the_runtime(
     stop = train["StoppingCondition"]
     assert stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"] == 3600
     assert train["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
-    assert (
-        train["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"][1]["Std:Join"]["Values"][-1]
-        == "checkpoints/"
-    )
+    assert train["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"] == [
+        f"s3://{BUCKET}/",
+        "training/runs/",
+        {"Get": "Execution.PipelineExecutionId"},
+        "/",
+        "checkpoints/",
+    ]
     # Without spot there is nothing to wait for or resume from.
     on_demand = _train(unscheduled)
     assert on_demand["EnableManagedSpotTraining"] is False
     assert "MaxWaitTimeInSeconds" not in on_demand["StoppingCondition"]
     assert "CheckpointConfig" not in on_demand
+
+
+def test_extra_export_arguments_reach_the_export_step_but_cannot_replace_the_run_id() -> None:
+    definition = pd.build_definition(_spec(export_arguments={"label": "PRICE"}))
+    assert definition["Steps"][0]["Arguments"]["label"] == "PRICE"
+    with pytest.raises(
+        pd.PipelineDefinitionError, match=r"export_arguments \['run_id'\] are set by the pipeline"
+    ):
+        pd.build_definition(_spec(export_arguments={"run_id": "fixed"}))
 
 
 def test_a_wait_shorter_than_the_runtime_is_refused() -> None:

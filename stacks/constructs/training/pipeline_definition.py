@@ -219,8 +219,16 @@ class PipelineSpec:
     max_wait_seconds: int | None = None  # spot only; defaults to twice the runtime
     volume_size_gb: int = 30
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    # More arguments for the export function (the source, label, split): visible to anyone who may
+    # DescribePipeline, so never a secret.
+    export_arguments: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        taken = sorted(set(self.export_arguments) & set(EXPORT_ARGUMENTS))
+        if taken:
+            raise PipelineDefinitionError(
+                f"export_arguments {taken} are set by the pipeline itself ({', '.join(EXPORT_ARGUMENTS)}); rename them"
+            )
         if not self.subnet_ids:
             raise PipelineDefinitionError(
                 "subnet_ids is empty: training runs in the private subnets; pass them"
@@ -260,7 +268,15 @@ def get(path: str) -> dict[str, str]:
 
 
 def join(*values: Any, on: str = "") -> dict[str, Any]:
-    return {"Std:Join": {"On": on, "Values": list(values)}}
+    """``Std:Join`` of strings and ``Get`` expressions. A nested join of the same separator is
+    spliced in: the published definition schema allows only strings and ``Get`` as values."""
+    flat: list[Any] = []
+    for value in values:
+        if isinstance(value, dict) and "Std:Join" in value and value["Std:Join"]["On"] == on:
+            flat.extend(value["Std:Join"]["Values"])
+        else:
+            flat.append(value)
+    return {"Std:Join": {"On": on, "Values": flat}}
 
 
 def param(name: str) -> dict[str, str]:
@@ -307,6 +323,7 @@ def build_definition(spec: PipelineSpec) -> dict[str, Any]:
             "bucket": spec.bucket_name,
             "run_prefix": run_prefix(),
             "min_train_files": param(PARAM_INSTANCE_COUNT),
+            **spec.export_arguments,
         },
         "FunctionArn": spec.export_function_arn,
         "OutputParameters": [{"OutputName": n, "OutputType": t} for n, t in EXPORT_OUTPUTS.items()],

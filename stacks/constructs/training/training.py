@@ -3,6 +3,27 @@
 Training runs in the private subnets with network isolation and encrypted inter-node traffic; its
 security group talks only to itself and to S3 on 443. Every role holds exact actions on exact
 ARNs (the run prefix, this pipeline, this package group, the one function and role it may use).
+
+Interface (keyword arguments of ``Training``): ``env_name``; ``key`` (the app's KMS key: run data,
+volumes, logs, the schedule and its queue); ``vpc``, ``subnets`` (the private ones);
+``s3_prefix_list_id`` (``pl-...``, the S3 prefix list the training group may reach);
+``bucket_name`` (the results bucket, by name); ``export_security_group`` (the export function's:
+Snowflake egress, e.g. the network's ``function_sg``); ``alarm_topic`` (an ``sns.Topic`` this app
+owns: its policy and its key's get the statements that let this rule and these alarms publish);
+``objective`` (``regression`` | ``binary``), ``metric_threshold``; ``log_retention``;
+``run_retention_days``; optional ``parameters`` (anything with ``grant_read(policy)``, e.g.
+``SnowflakeParameters``), ``export_environment`` (the handler's environment, e.g. the runtime
+settings JSON; never a secret), ``export_arguments`` (extra Export step arguments), ``export_source``
+(default ``lambda/training_export``), ``export_timeout`` (10 minutes), ``instance_type``,
+``instance_count``, ``minimum_rows``, ``spot``, ``max_runtime_seconds``, ``max_wait_seconds``,
+``hyperparameters``, ``schedule`` (``TrainingSchedule``; none = no schedule and no heartbeat),
+``names`` (``TrainingNames.for_env(env_name)``).
+
+Attributes for the stack and the wiring: ``pipeline`` (CfnPipeline), ``pipeline_name``,
+``pipeline_arn``, ``definition`` (the dict), ``model_package_group_name``, ``image_uri``,
+``export_function``, ``export_role``, ``training_role``, ``pipeline_role``, ``security_group``,
+``failure_rule``, ``schedule``, ``schedule_dead_letters``, ``alarms``, ``run_retention_days`` and
+``run_data_lifecycle_rule`` (an ``s3.LifecycleRule`` for the results bucket in the Data stack).
 """
 
 from __future__ import annotations
@@ -178,6 +199,7 @@ class Training(Construct):
         max_runtime_seconds: int = 3600,
         max_wait_seconds: int | None = None,
         hyperparameters: Mapping[str, Any] | None = None,
+        export_arguments: Mapping[str, Any] | None = None,
         schedule: TrainingSchedule | None = None,
         names: TrainingNames | None = None,
     ) -> None:
@@ -250,6 +272,7 @@ class Training(Construct):
                 max_runtime_seconds=max_runtime_seconds,
                 max_wait_seconds=max_wait_seconds,
                 hyperparameters=dict(hyperparameters or {}),
+                export_arguments=dict(export_arguments or {}),
             )
         )
         self.pipeline = sagemaker.CfnPipeline(

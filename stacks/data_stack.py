@@ -5,7 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
-from .base import PinnedZonesStack
+from .base import SnowSageStack
 from .config import AppConfig
 from .constructs.connectivity_check import CheckNames
 from .constructs.encryption import EncryptionKey
@@ -24,9 +24,12 @@ def results_bucket_name(cfg: AppConfig) -> str:
     return f"snowsage-{cfg.env_name}-results-{cdk.Aws.ACCOUNT_ID}-{cfg.region}"
 
 
-class DataStack(PinnedZonesStack):
-    def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, **kwargs: object) -> None:
-        super().__init__(scope, id, availability_zones=cfg.availability_zones, **kwargs)
+class DataStack(SnowSageStack):
+    KIND = "Data"
+    DESCRIPTION = "snowsage: KMS key, Snowflake parameters, results bucket"
+
+    def __init__(self, scope: Construct, *, cfg: AppConfig, env: cdk.Environment) -> None:
+        super().__init__(scope, cfg=cfg, env=env)
         self.key = EncryptionKey(
             self,
             "Encryption",

@@ -6,15 +6,18 @@ import aws_cdk as cdk
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from .base import PinnedZonesStack
+from .base import SnowSageStack
 from .config import AppConfig
 from .constructs.lambda_defaults import retention
 from .constructs.network import Network, SnowflakePrivateLink
 
 
-class NetworkStack(PinnedZonesStack):
-    def __init__(self, scope: Construct, id: str, *, cfg: AppConfig, key: kms.IKey, **kwargs: object) -> None:
-        super().__init__(scope, id, availability_zones=cfg.availability_zones, **kwargs)
+class NetworkStack(SnowSageStack):
+    KIND = "Network"
+    DESCRIPTION = "snowsage: private VPC, endpoints, security groups"
+
+    def __init__(self, scope: Construct, *, cfg: AppConfig, env: cdk.Environment, key: kms.IKey) -> None:
+        super().__init__(scope, cfg=cfg, env=env)
         privatelink = None
         if cfg.network == "privatelink":
             # config refuses privatelink without all three

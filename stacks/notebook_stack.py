@@ -7,7 +7,7 @@ from constructs import Construct
 
 from snowsage.settings import RuntimeSettings
 
-from .base import PinnedZonesStack
+from .base import SnowSageStack
 from .config import AppConfig
 from .constructs.connectivity_check import CheckNames, ConnectivityCheck
 from .constructs.lambda_defaults import retention
@@ -16,18 +16,20 @@ from .data_stack import DataStack
 from .network_stack import NetworkStack
 
 
-class NotebookStack(PinnedZonesStack):
+class NotebookStack(SnowSageStack):
+    KIND = "Notebook"
+    DESCRIPTION = "snowsage: SageMaker notebook and Snowflake connectivity check"
+
     def __init__(
         self,
         scope: Construct,
-        id: str,
         *,
         cfg: AppConfig,
+        env: cdk.Environment,
         data: DataStack,
         network: NetworkStack,
-        **kwargs: object,
     ) -> None:
-        super().__init__(scope, id, availability_zones=cfg.availability_zones, **kwargs)
+        super().__init__(scope, cfg=cfg, env=env)
         notebook_name = f"snowsage-{cfg.env_name}"
         check_names = CheckNames.for_env(cfg.env_name)
         self.node.add_dependency(data)  # the bucket is referenced by name, not by token

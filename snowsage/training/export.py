@@ -74,8 +74,9 @@ def read_manifest(s3: Any, *, bucket: str, execution_id: str) -> Manifest | None
     return Manifest.from_json(body, source=f"s3://{bucket}/{spec_key}")
 
 
-def _executor(budget: TimeBudget) -> Any:
+def _executor(budget: TimeBudget, exporter: str) -> Any:
     def execute(cur: Any, sql: str) -> Any:
+        budget.check(exporter=exporter, done="the statements before this one")
         if budget.limited:  # the connector cancels the query when the function's time is up
             return cur.execute(sql, timeout=budget.statement_timeout_s())
         return cur.execute(sql)
@@ -132,7 +133,7 @@ def _written(out: dict[str, SplitOutput]) -> str:
 def _client(
     plan: ExportPlan, *, connection: Any, s3: Any, budget: TimeBudget, batch_rows: int, part_size: int
 ) -> dict[str, SplitOutput]:
-    execute = _executor(budget)
+    execute = _executor(budget, "client")
     out: dict[str, SplitOutput] = {}
     for split in SPLITS:
         budget.check(exporter="client", done=_written(out))
@@ -170,7 +171,7 @@ def _unload_files(cur: Any, path: str) -> tuple[tuple[str, int], ...]:
 
 
 def _unload(plan: ExportPlan, *, connection: Any, budget: TimeBudget) -> dict[str, SplitOutput]:
-    execute = _executor(budget)
+    execute = _executor(budget, "unload")
     spec = plan.spec
     out: dict[str, SplitOutput] = {}
     for split in SPLITS:
@@ -222,7 +223,7 @@ def export(
     check_prefix_free(s3, spec)
     stage = "planning"
     try:
-        plan = plan_export(spec, _executor(budget), connection)
+        plan = plan_export(spec, _executor(budget, spec.exporter), connection)
         stage = "planning and part of the export"
         if spec.exporter == "client":
             splits = _client(

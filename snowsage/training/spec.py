@@ -225,7 +225,7 @@ class ExportSpec:
         """What goes after FROM: the quoted table, or the query as a derived table."""
         if self.table is not None:
             return qualified_name(self.table, "source table")
-        return f'({self.query}) AS "SNOWSAGE_SOURCE"'
+        return f'({self.query}\n) AS "SNOWSAGE_SOURCE"'  # the newline ends a trailing -- comment
 
     @property
     def source_query_hash(self) -> str:

@@ -158,7 +158,7 @@ def test_a_failure_leaves_no_manifest_and_no_data_and_says_why(housing, s3, buck
 
 
 def test_fewer_rows_than_files_gives_only_non_empty_files(housing, s3, bucket):
-    query = " ".join(["select * from", housing.table, 'where "HOUSE_ID" <= 40'])
+    query = " ".join(["select * from", housing.table, 'where "HOUSE_ID" <= 40 -- forty rows'])
     spec = make_spec(bucket, {"query": query}, files=16, instance_count=2)
     result = export(spec, connection=housing.connection, s3=s3)
     assert result.train.rows + result.validation.rows == 40

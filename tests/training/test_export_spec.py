@@ -125,8 +125,11 @@ def test_the_select_puts_the_label_first_casts_to_float_and_splits_by_the_id_has
 
 
 def test_a_query_source_is_a_derived_table():
-    s = spec(table=None, query="select * from housing where city = 'Oakmont';  ")
-    assert s.source_sql == "(select * from housing where city = 'Oakmont') AS \"SNOWSAGE_SOURCE\""
+    s = spec(table=None, query="select * from housing where city = 'Oakmont' -- the priciest;  ")
+    assert (
+        s.source_sql
+        == "(select * from housing where city = 'Oakmont' -- the priciest\n) AS \"SNOWSAGE_SOURCE\""
+    )
 
 
 def test_the_unload_copy_is_exact():

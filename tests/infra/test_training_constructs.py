@@ -195,9 +195,6 @@ def _spec(**overrides: Any) -> pd.PipelineSpec:
     return pd.PipelineSpec(**{**values, **overrides})
 
 
-# --- the definition's shape ---------------------------------------------------------------------
-
-
 def test_definition_has_the_schema_version_and_four_typed_parameters(scheduled: Synth) -> None:
     assert scheduled.definition["Version"] == "2020-12-01"
     params = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in scheduled.definition["Parameters"]}
@@ -297,9 +294,6 @@ def test_data_check_needs_minimum_rows_and_a_train_file_per_instance(scheduled: 
     assert f"{out}['train_rows']" in gets and f"{out}['train_files']" in gets
     assert "Parameters.MinimumRows" in gets and "Parameters.InstanceCount" in gets
     assert any("Widen the source query" in v for v in message if isinstance(v, str))
-
-
-# --- the training job --------------------------------------------------------------------------
 
 
 def _train(built: Synth) -> dict[str, Any]:
@@ -427,9 +421,6 @@ def test_the_known_hyperparameters_include_the_containers_required_and_common_on
         assert name in pd.XGBOOST_HYPERPARAMETERS
 
 
-# --- the image ---------------------------------------------------------------------------------
-
-
 def test_the_image_is_the_pinned_builtin_xgboost_from_the_region_mapping(scheduled: Synth) -> None:
     image = _train(scheduled)["AlgorithmSpecification"]["TrainingImage"]
     (mapping_name, mapping), *_ = scheduled.template["Mappings"].items()
@@ -458,9 +449,6 @@ def test_a_stack_without_a_region_is_refused(tmp_path: Path) -> None:
     _, stack, kwargs = small_app(tmp_path, region=None)
     with pytest.raises(ValueError, match=r"needs env=cdk\.Environment"):
         Training(stack, "Training", **kwargs)
-
-
-# --- gate and registration ---------------------------------------------------------------------
 
 
 def test_regression_gate_registers_only_when_rmse_is_at_most_the_threshold(scheduled: Synth) -> None:
@@ -508,9 +496,6 @@ def test_the_pipeline_resource_uses_the_pipeline_role_and_waits_for_the_group(sc
     assert scheduled.logical_id("AWS::SageMaker::ModelPackageGroup") in pipeline["DependsOn"]
 
 
-# --- network -----------------------------------------------------------------------------------
-
-
 def test_training_security_group_reaches_only_itself_and_s3_on_443(scheduled: Synth) -> None:
     sg = scheduled.logical_id("AWS::EC2::SecurityGroup", "TrainingSecurityGroup")
     group = scheduled.template["Resources"][sg]["Properties"]
@@ -538,9 +523,6 @@ def test_a_prefix_list_that_is_not_one_is_refused(tmp_path: Path) -> None:
         ValueError, match=r"s3_prefix_list_id 'com.amazonaws.us-east-1.s3' is not a prefix list id"
     ):
         Training(stack, "Training", **{**kwargs, "s3_prefix_list_id": "com.amazonaws.us-east-1.s3"})
-
-
-# --- roles -------------------------------------------------------------------------------------
 
 
 def _statements(built: Synth, role: str) -> dict[str, dict[str, Any]]:
@@ -642,9 +624,6 @@ def test_the_export_handler_folder_must_exist(tmp_path: Path) -> None:
         export_code(tmp_path / "missing")
 
 
-# --- schedule, failure rule and alarms ---------------------------------------------------------
-
-
 def test_schedule_starts_only_this_pipeline_under_the_key_with_retries_and_a_dlq(scheduled: Synth) -> None:
     _, schedule = scheduled.one("AWS::Scheduler::Schedule")
     props = schedule["Properties"]
@@ -682,6 +661,9 @@ def test_schedule_role_may_only_start_this_pipeline(scheduled: Synth) -> None:
     trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert resolve(trust["Condition"]["ArnEquals"]["aws:SourceArn"]) == (
+        f"arn:${{AWS::Partition}}:scheduler:{REGION}:{ACCOUNT}:schedule-group/default"
+    )
 
 
 def test_failed_or_stopped_runs_of_this_pipeline_notify_the_topic(scheduled: Synth) -> None:
@@ -763,9 +745,6 @@ def test_run_retention_is_exposed_for_the_data_bucket(tmp_path: Path) -> None:
     rule = training.run_data_lifecycle_rule
     assert rule.prefix == "training/runs/" and rule.expiration is not None
     assert rule.expiration.to_days() == 14
-
-
-# --- gates -------------------------------------------------------------------------------------
 
 
 def test_nag_packs_report_no_violation(scheduled: Synth, unscheduled: Synth) -> None:

@@ -308,8 +308,6 @@ class Training(Construct):
                 alarm.add_ok_action(cw_actions.SnsAction(alarm_topic))
         self._allow_publishing(alarm_topic)
 
-    # --- pieces -------------------------------------------------------------------------------
-
     def _xgboost_image(self) -> str:
         stack = cdk.Stack.of(self)
         if cdk.Token.is_unresolved(stack.region):
@@ -691,8 +689,9 @@ class Training(Construct):
             "AwsSolutions-SQS3",
             "This queue is the dead-letter queue of the training schedule itself.",
         )
-        schedule_arn = stack.format_arn(
-            service="scheduler", resource="schedule", resource_name=f"default/{self.names.schedule}"
+        # Scheduler assumes the role naming the schedule's group as aws:SourceArn (confused-deputy guard).
+        schedule_group_arn = stack.format_arn(
+            service="scheduler", resource="schedule-group", resource_name="default"
         )
         role = least_privilege_role(
             self,
@@ -701,7 +700,7 @@ class Training(Construct):
             description=f"snowsage {env_name} training schedule: start this pipeline, dead-letter what fails",
             trust_conditions={
                 "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnEquals": {"aws:SourceArn": schedule_arn},
+                "ArnEquals": {"aws:SourceArn": schedule_group_arn},
             },
             statements=[
                 iam.PolicyStatement(
@@ -747,8 +746,6 @@ class Training(Construct):
                     {
                         "PipelineName": self.names.pipeline,
                         "PipelineExecutionDescription": "scheduled by EventBridge Scheduler",
-                        # One execution per scheduled invocation, however often Scheduler retries it.
-                        "ClientRequestToken": "<aws.scheduler.execution-id>",
                     }
                 ),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
@@ -872,8 +869,6 @@ class Training(Construct):
                     f"the alarm topic's key {key.node.path} is imported, so its policy cannot let EventBridge "
                     "publish to the encrypted topic; pass the kms.Key construct that owns the key"
                 )
-
-    # --- helpers ------------------------------------------------------------------------------
 
     def _alarm_arn(self, name: str) -> str:
         # By name, not by token: the topic may live in a stack this one depends on.

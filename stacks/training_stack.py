@@ -3,9 +3,11 @@
 Composed from explicit arguments. Wiring (not done yet): in stacks/app_builder.py build it after
 the Notebook stack with ``key=data.key``, ``vpc``/``subnets``/``export_security_group`` from
 ``network.network`` (``vpc``, ``private_subnets``, ``function_sg``), ``bucket_name`` =
-``data.results.bucket_name``, ``alarm_topic=notebook.check.topic``, ``parameters=data.parameters``
-and ``TrainingOptions`` from the config model; add ``stack.training.run_data_lifecycle_rule`` to
-the results bucket (``bucket.add_lifecycle_rule``) and the stack to the tag and nag loops.
+``data.results.bucket_name``, ``alarm_topic=notebook.check.topic``, ``parameters=data.parameters``,
+``export_environment={SETTINGS_ENV_VAR: <the runtime settings JSON>, EXPORT_CONFIG_ENV_VAR: <the
+export config JSON, snowsage.training.spec>}`` and ``TrainingOptions`` from the config model; add
+``stack.training.run_data_lifecycle_rule`` to the results bucket (``bucket.add_lifecycle_rule``)
+and the stack to the tag and nag loops.
 """
 
 from __future__ import annotations

@@ -602,6 +602,12 @@ def test_training_role_reads_the_runs_and_writes_only_model_and_checkpoints(sche
 def test_export_role_writes_only_under_the_runs_prefix(scheduled: Synth) -> None:
     s = _statements(scheduled, "ExportRole")
     assert _arn(s["WriteRunData"]["Resource"]) == f"arn:${{AWS::Partition}}:s3:::{BUCKET}/training/runs/*"
+    assert sorted(s["WriteRunData"]["Action"]) == [
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:GetObject",
+        "s3:PutObject",
+    ]
     assert s["EncryptRunDataViaS3"]["Condition"] == {
         "StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
     }

@@ -378,7 +378,8 @@ class Training(Construct):
             ),
             iam.PolicyStatement(
                 sid="WriteRunData",
-                actions=["s3:PutObject", "s3:GetObject"],
+                # Multipart Parquet uploads, and a failed export deletes what it wrote.
+                actions=["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
                 resources=[self._object_arn(f"{pd.RUNS_PREFIX}*")],
             ),
             iam.PolicyStatement(

@@ -2,22 +2,18 @@
 set -euo pipefail
 
 # OVERVIEW
-# snowsage on-start. Runs as root at every start of the notebook instance (5-minute limit), so the
-# foreground only takes seconds:
-#   1. writes the RuntimeSettings to $SAGEMAKER_HOME/.snowsage/settings.json (0644, dir 0755);
-#   2. installs root cron jobs: idle stop (every 5 min) and the backup sync to S3 (run as ec2-user);
-#   3. starts the package install under nohup and exits 0.
-# The background job copies the wheelhouse zip from S3, unpacks it and runs its install_wheels.sh:
-# checks the env's Python, installs the pinned wheels offline with uv (pip if uv fails; nat mode
-# only: the package index, saying so), verifies the imports and records the outcome in
-# .snowsage/install-status.json and /var/log/jupyter.log (CloudWatch <notebook>/jupyter.log); its
-# output goes to /opt/snowsage/install.log. A failed install never fails the start; an unchanged
-# wheelhouse is a no-op. RootAccess is Disabled, so root keeps its files in /opt/snowsage, runs only
-# the system python, and all that touches ec2-user's home or conda env runs as ec2-user.
+# snowsage on-start, as root at every start (5-minute limit; the foreground takes seconds): writes
+# the RuntimeSettings to $SAGEMAKER_HOME/.snowsage/settings.json, installs root cron jobs (idle
+# stop; backup sync to S3 as ec2-user), registers ec2-user's `snowsage` kernel if its env is on the
+# EBS volume (ready at once if built from this wheelhouse), then under nohup copies the wheelhouse
+# from S3 and runs its install_wheels.sh, which (re)builds that env. Outcome: .snowsage/
+# install-status.json and /var/log/jupyter.log; output: /opt/snowsage/install.log. Nothing fails
+# the start; conda_python3 is never written. RootAccess is Disabled: root keeps its files in
+# /opt/snowsage, runs only the system python; what touches the home runs as ec2-user.
 #
-# Placeholders, each written once below as @@<name>@@ and replaced by the CDK construct:
+# Placeholders, each once below as @@<name>@@, filled in by the CDK construct:
 #   SETTINGS_B64 WHEELHOUSE_S3_URI NETWORK_MODE IDLE_STOP_MINUTES BACKUP_MINUTES BACKUP_S3_URI AWS_REGION
-# Environment overrides exist for tests; the defaults are the real notebook instance.
+# Environment overrides are for tests.
 
 SETTINGS_B64='@@SETTINGS_B64@@'
 WHEELHOUSE_S3_URI='@@WHEELHOUSE_S3_URI@@'
@@ -28,18 +24,16 @@ BACKUP_S3_URI='@@BACKUP_S3_URI@@'
 AWS_REGION='@@AWS_REGION@@'
 
 SAGEMAKER_HOME="${SAGEMAKER_HOME:-/home/ec2-user/SageMaker}"
-CONDA_ENV_DIR="${CONDA_ENV_DIR:-/home/ec2-user/anaconda3/envs/python3}"
 OPT_DIR="${SNOWSAGE_OPT_DIR:-/opt/snowsage}"
 SYSTEM_PYTHON="${SNOWSAGE_SYSTEM_PYTHON:-/usr/bin/python3}"
-EXPECTED_PYTHON="${SNOWSAGE_EXPECTED_PYTHON:-3.10}"
-VERIFY_IMPORTS="${SNOWSAGE_VERIFY_IMPORTS:-snowflake.connector snowsage}"
-PACKAGE="${SNOWSAGE_PACKAGE:-snowsage}"
 OWNER="${SNOWSAGE_OWNER-ec2-user}"
 CRONTAB_CMD="${CRONTAB_CMD:-crontab}"
 JUPYTER_LOG="${JUPYTER_LOG:-/var/log/jupyter.log}"
 JUPYTER_URL="${JUPYTER_URL:-https://localhost:8443}"
 RESOURCE_METADATA="${RESOURCE_METADATA:-/opt/ml/metadata/resource-metadata.json}"
+KERNELS_DIR="${SNOWSAGE_KERNELS_DIR:-/home/ec2-user/.local/share/jupyter/kernels}"
 STATE_DIR="$SAGEMAKER_HOME/.snowsage"
+KERNEL_ENV="$STATE_DIR/kernel-env"  # a link: install_wheels.sh
 STATUS_FILE="$STATE_DIR/install-status.json"
 INSTALL_LOG="$OPT_DIR/install.log"
 export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION"
@@ -51,12 +45,12 @@ log() {
   if [[ -w "$JUPYTER_LOG" ]]; then echo "$line" >>"$JUPYTER_LOG" || true; fi
 }
 
-# as_owner CMD...: as the notebook user (OWNER="": as is), never root instead; fd 9 (lock) stays root's.
+# as_owner CMD...: as the notebook user (OWNER="": as is), never root; fd 9 (lock) stays root's.
 as_owner() {
   if [[ -z "$OWNER" ]]; then "$@"; else runuser -u "$OWNER" -- "$@" 9>&-; fi
 }
 
-# status STATE DETAIL: rewrite install-status.json (S_* variables add the details) and log it.
+# status STATE DETAIL: rewrite install-status.json (S_* add details) and log it.
 status() {
   S_STATE="$1" S_DETAIL="$2" as_owner "$SYSTEM_PYTHON" - <<'PY' || log "could not write $STATUS_FILE"
 import json, os, tempfile, time
@@ -68,6 +62,9 @@ doc = {
     "network_mode": e["NETWORK_MODE"], "source": e.get("S_SOURCE", ""),
     "python": e.get("S_PYVER", ""), "versions": json.loads(e.get("S_VERSIONS") or "{}"),
 }
+if e.get("S_MANIFEST"):  # what the env was built from
+    m = json.load(open(e["S_MANIFEST"]))
+    doc.update(python=m["python"], versions=m["versions"])
 path = e["STATUS_FILE"]
 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".install-status.")
 with os.fdopen(fd, "w") as f:
@@ -78,20 +75,29 @@ PY
   log "install $1: $2"
 }
 
-# safe_write PATH: stdin to PATH (0644), as the notebook user, by a rename so readers never see half.
+# safe_write PATH: stdin to PATH (0644) as the notebook user, renamed in: no reader sees half.
 safe_write() {
   # shellcheck disable=SC2016 # expanded by the user's shell
   as_owner bash -c 't="$(mktemp "$1.XXXXXX")" && cat >"$t" && chmod 0644 "$t" && mv -f "$t" "$1"' _ "$1"
 }
 
-# Background: fetch and unpack the wheelhouse, then hand over to its install_wheels.sh.
+# ec2-user's kernelspec (reset at each start) names the env's real path: a running kernel keeps
+# its env when a rebuild switches the link.
+register_kernel() {
+  local py dir="$KERNELS_DIR/snowsage"
+  py="$(as_owner readlink -e "$KERNEL_ENV")/bin/python" && as_owner test -x "$py" && as_owner mkdir -p "$dir" &&
+    printf '{"argv":["%s","-m","ipykernel_launcher","-f","{connection_file}"],"display_name":"Python 3 (Snowflake)","language":"python"}\n' \
+      "$py" | safe_write "$dir/kernel.json"
+}
+
+# Background: fetch and unpack the wheelhouse, run its install_wheels.sh.
 fetch_and_install() {
   export S_STARTED S_SHA="" HOUSE="$OPT_DIR/wheelhouse"
   S_STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   exec 9>"$OPT_DIR/install.lock"
   if ! flock -n 9; then log "another install is still running; leaving it to finish"; return 0; fi
   local zip="$OPT_DIR/wheelhouse.zip" out helper
-  status running "copying the wheelhouse from $WHEELHOUSE_S3_URI"
+  [[ -n "$READY" ]] || status running "copying the wheelhouse from $WHEELHOUSE_S3_URI"
   if ! aws s3 cp --only-show-errors "$WHEELHOUSE_S3_URI" "$zip"; then
     status failed "cannot copy $WHEELHOUSE_S3_URI: check the notebook role may s3:GetObject it, and that the S3 gateway endpoint is in the subnet's route table"
     return 0
@@ -106,11 +112,9 @@ fetch_and_install() {
   for helper in "$HOUSE"/*.py "$HOUSE"/*.sh; do
     if [[ -f "$helper" ]]; then install -m 0755 "$helper" "$OPT_DIR/bin/"; fi
   done
-  if [[ ! -f "$OPT_DIR/bin/install_wheels.sh" ]]; then
-    status failed "the wheelhouse has no install_wheels.sh; redeploy the stack to rebuild it"
-    return 0
+  if [[ -f "$OPT_DIR/bin/install_wheels.sh" ]]; then bash "$OPT_DIR/bin/install_wheels.sh"; else
+    status failed "the wheelhouse has no install_wheels.sh; redeploy the stack"
   fi
-  bash "$OPT_DIR/bin/install_wheels.sh"
 }
 
 cron_line() {  # cron_line MINUTES: the schedule for "every MINUTES minutes" (whole hours above 59)
@@ -118,25 +122,24 @@ cron_line() {  # cron_line MINUTES: the schedule for "every MINUTES minutes" (wh
 }
 
 install_cron() {
-  local tag="# snowsage" lines="" env current
+  local tag="# snowsage" lines="" env current to_log
+  to_log=" >>$JUPYTER_LOG 2>&1 $tag"$'\n'
   env="PATH=$(printf %q "$PATH") AWS_DEFAULT_REGION=$AWS_REGION"
   if ((IDLE_STOP_MINUTES > 0)); then
     lines+="*/5 * * * * $env $SYSTEM_PYTHON $OPT_DIR/bin/idle_stop.py --idle-minutes $IDLE_STOP_MINUTES"
-    lines+=" --state-file $OPT_DIR/idle-state.json --jupyter-url $JUPYTER_URL --metadata $RESOURCE_METADATA"
-    lines+=" >>$JUPYTER_LOG 2>&1 $tag"$'\n'
+    lines+=" --state-file $OPT_DIR/idle-state.json --jupyter-url $JUPYTER_URL --metadata $RESOURCE_METADATA$to_log"
   fi
   if ((BACKUP_MINUTES > 0)) && [[ "$BACKUP_S3_URI" != s3://* ]]; then
     log "BACKUP_S3_URI is '$BACKUP_S3_URI', not an s3:// URI; backups are NOT scheduled"
   elif ((BACKUP_MINUTES > 0)); then
     lines+="$(cron_line "$BACKUP_MINUTES") $env ${OWNER:+runuser -u $OWNER -- }aws s3 sync $SAGEMAKER_HOME $BACKUP_S3_URI --no-follow-symlinks"
-    lines+=" --only-show-errors --exclude '.snowsage/*' --exclude '*.ipynb_checkpoints/*' --exclude 'lost+found/*'"
-    lines+=" >>$JUPYTER_LOG 2>&1 $tag"$'\n'
+    lines+=" --only-show-errors --exclude '.snowsage/*' --exclude '*.ipynb_checkpoints/*' --exclude 'lost+found/*'$to_log"
   fi
   if ! command -v "$CRONTAB_CMD" >/dev/null; then
     log "no crontab command ($CRONTAB_CMD): idle stop and backups are NOT scheduled"
     return 0
   fi
-  # Read the current table fully before writing it: the user's own jobs stay, ours are replaced.
+  # Read the whole table before writing it: the user's own jobs stay, ours are replaced.
   current="$("$CRONTAB_CMD" -l 2>/dev/null | grep -vF "$tag" || true)"
   printf '%s%s' "${current:+$current$'\n'}" "$lines" | "$CRONTAB_CMD" -
   log "cron: idle stop after ${IDLE_STOP_MINUTES} min, backup every ${BACKUP_MINUTES} min (0 = off)"
@@ -150,13 +153,10 @@ whole_minutes() {  # whole_minutes NAME VALUE: the value, or 0 (off) with a mess
 }
 
 main() {
-  cd /  # SageMaker's lifecycle PATH holds a relative "bin": never resolve it in the user's home
+  cd /  # the lifecycle PATH holds a relative "bin": never resolve it in the user's home
   umask 022
   IDLE_STOP_MINUTES="$(whole_minutes IDLE_STOP_MINUTES "$IDLE_STOP_MINUTES")"
   BACKUP_MINUTES="$(whole_minutes BACKUP_MINUTES "$BACKUP_MINUTES")"
-  if [[ "$NETWORK_MODE" != nat && "$NETWORK_MODE" != privatelink ]]; then
-    log "NETWORK_MODE is '$NETWORK_MODE', expected nat or privatelink; no package index fallback"
-  fi
   install -d -m 0755 "$OPT_DIR" "$OPT_DIR/bin"
   as_owner install -d -m 0755 "$STATE_DIR" || log "cannot create $STATE_DIR as ${OWNER:-this user}"
 
@@ -172,14 +172,19 @@ main() {
   printf '{"started_at": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OPT_DIR/idle-state.json"
   install_cron || log "installing the cron jobs failed; idle stop and backups are NOT scheduled"
 
-  export SAGEMAKER_HOME CONDA_ENV_DIR OPT_DIR SYSTEM_PYTHON EXPECTED_PYTHON VERIFY_IMPORTS PACKAGE OWNER
-  export JUPYTER_LOG STATUS_FILE INSTALL_LOG WHEELHOUSE_S3_URI NETWORK_MODE
-  export -f log as_owner status fetch_and_install
-  status running "install started in the background; progress in $INSTALL_LOG"
+  export SAGEMAKER_HOME OPT_DIR SYSTEM_PYTHON OWNER JUPYTER_LOG STATUS_FILE INSTALL_LOG WHEELHOUSE_S3_URI
+  export NETWORK_MODE STATE_DIR KERNEL_ENV KERNELS_DIR READY=""
+  export -f log as_owner status fetch_and_install register_kernel safe_write
+  local m="$KERNEL_ENV/snowsage-kernel.json"
+  if register_kernel && as_owner grep -qsF "\"wheelhouse\": \"$WHEELHOUSE_S3_URI\"" "$m"; then
+    READY=1 && S_SOURCE=unchanged S_MANIFEST="$m" status ok "the kernel env was built from this wheelhouse"
+  else
+    status running "install started in the background; progress in $INSTALL_LOG"
+  fi
   # shellcheck disable=SC2016 # expanded by the background shell, which inherits the exports
   nohup bash -c 'fetch_and_install || status failed "unexpected error (exit $?); see $INSTALL_LOG"' \
     </dev/null >>"$INSTALL_LOG" 2>&1 &
-  log "background install started (pid $!); outcome in $STATUS_FILE"
+  log "background job started (pid $!)"
 }
 
 main "$@"

@@ -32,7 +32,7 @@ from .results_bucket import ResultsBucket
 LIFECYCLE_DIR = REPO_ROOT / "notebook_lifecycle"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 LIFECYCLE_SCRIPT_LIMIT = 16_384
-NOTEBOOK_PYTHON = "3.10"  # the conda_python3 kernel of notebook-al2023-v1
+NOTEBOOK_PYTHON = "3.10"  # conda_python3's on notebook-al2023-v1: the snowsage kernel's env is made from it
 
 
 def render_script(text: str, values: Mapping[str, str]) -> str:

@@ -199,7 +199,8 @@ def test_wheelhouse_holds_every_pin_for_the_notebooks_python_and_platform(nat: S
             runs_on_cp310 = tag.interpreter in ("cp310", "py3", "py2") or tag.abi in ("abi3", "none")
             assert runs_on_cp310, whl
             assert tag.platform == "any" or tag.platform.endswith("x86_64"), whl
-    assert "snowflake-connector-python" in pins and "uv" not in pins
+    # ipykernel makes the env a Jupyter kernel (the `snowsage` kernel on_start.sh registers).
+    assert "snowflake-connector-python" in pins and "ipykernel" in pins and "uv" not in pins
     missing = {name: version for name, version in pins.items() if wheels.get(name) != version}
     assert not missing, f"pins without their wheel: {missing}"
     assert "snowsage" in wheels

@@ -61,15 +61,23 @@ def render(script: str, **values: str) -> str:
     return text
 
 
-def build_wheelhouse(wheels: Path, dest: Path, requirements: str = PINS, tools: Path | None = None) -> Path:
+def build_wheelhouse(
+    wheels: Path | list[Path],
+    dest: Path,
+    requirements: str = PINS,
+    tools: Path | None = None,
+    notebook: str = '{"cells": [], "nbformat": 4, "nbformat_minor": 5}',
+) -> Path:
     """The zip layout the construct must build: wheels/, tools/, requirements.txt, notebooks/, helpers."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-        for whl in sorted(wheels.glob("*.whl")):
+        for whl in sorted(
+            w for folder in ([wheels] if isinstance(wheels, Path) else wheels) for w in folder.glob("*.whl")
+        ):
             z.write(whl, f"wheels/{whl.name}")
         for whl in sorted(tools.glob("*.whl")) if tools else []:
             z.write(whl, f"tools/{whl.name}")
         z.writestr("requirements.txt", requirements)
-        z.writestr(f"notebooks/{EXAMPLE_NOTEBOOK}", '{"cells": [], "nbformat": 4, "nbformat_minor": 5}')
+        z.writestr(f"notebooks/{EXAMPLE_NOTEBOOK}", notebook)
         for helper in HELPERS:
             z.write(LIFECYCLE / helper, helper)
     return dest
@@ -239,12 +247,12 @@ def _record_if_watched(name: str, log: Path, watched: tuple[Path, ...]) -> str:
     )
 
 
-def _write_stubs(fake_bin: Path, env_dir: Path, home: Path, root: Path) -> None:
+def _write_stubs(fake_bin: Path, env_dir: Path, home: Path, root: Path, user_home: Path) -> None:
     """runuser (root switching to the notebook user: records it, marks the command's environment),
     aws (`sagemaker` recorded, the rest to the real CLI on moto) and the file commands, recording
     who runs them on the home or the env. The tests run as root and there is no ec2-user, so "runs as
     ec2-user" means "went through runuser -u ec2-user", which is what the scripts control."""
-    access, watched = root / "access.log", (home, env_dir)
+    access, watched = root / "access.log", (home, env_dir, user_home)
     search = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != str(fake_bin))
     stubs = {
         "runuser": (
@@ -285,7 +293,8 @@ def sandbox(tmp_path, aws_env, conda_env, system_python):
     stub that records the switch); crontab, `aws sagemaker` and every touch of the home or the env
     are recorded."""
     home, opt, fake_bin = tmp_path / "SageMaker", tmp_path / "opt-snowsage", tmp_path / "bin"
-    for d in (home, fake_bin):
+    user_home = tmp_path / "ec2-user"  # the rest of /home/ec2-user: Jupyter's kernelspecs live there
+    for d in (home, fake_bin, user_home):
         d.mkdir()
     crontab_file, stop_calls = tmp_path / "crontab.txt", tmp_path / "stop-calls.txt"
     fake_crontab = fake_bin / "fake-crontab"
@@ -295,7 +304,7 @@ def sandbox(tmp_path, aws_env, conda_env, system_python):
     )
     fake_crontab.chmod(0o755)
     env_dir, version = conda_env
-    _write_stubs(fake_bin, env_dir, home, tmp_path)
+    _write_stubs(fake_bin, env_dir, home, tmp_path, user_home)
     metadata = tmp_path / "resource-metadata.json"
     metadata.write_text(f'{{"ResourceName": "{NOTEBOOK}", "ResourceArn": "arn:aws:sagemaker:x"}}')
     env = dict(aws_env)
@@ -310,7 +319,8 @@ def sandbox(tmp_path, aws_env, conda_env, system_python):
         SNOWSAGE_VERIFY_IMPORTS=VERIFY_IMPORTS,
         SNOWSAGE_PACKAGE=PACKAGE,
         SNOWSAGE_OWNER="ec2-user",
-        SNOWSAGE_TEST_WATCH=os.pathsep.join((str(home), str(env_dir))),
+        SNOWSAGE_KERNELS_DIR=str(user_home / ".local" / "share" / "jupyter" / "kernels"),
+        SNOWSAGE_TEST_WATCH=os.pathsep.join((str(home), str(env_dir), str(user_home))),
         SNOWSAGE_TEST_ACCESS_LOG=str(tmp_path / "access.log"),
         SNOWSAGE_TEST_PTH_LOG=str(tmp_path / "pth.log"),
         CRONTAB_CMD=str(fake_crontab),
@@ -335,6 +345,8 @@ def sandbox(tmp_path, aws_env, conda_env, system_python):
         stop_calls=stop_calls,
         jupyter_log=tmp_path / "jupyter.log",
         status_file=home / ".snowsage" / "install-status.json",
+        kernel_env=home / ".snowsage" / "kernel-env",
+        kernel_json=user_home / ".local" / "share" / "jupyter" / "kernels" / "snowsage" / "kernel.json",
         access_log=tmp_path / "access.log",
         pth_log=tmp_path / "pth.log",
         runuser_log=tmp_path / "runuser.log",
@@ -387,3 +399,53 @@ def al2023_python() -> str:
         if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
             return candidate
     return sys.executable
+
+
+def kernel_requirements() -> str:
+    """ipykernel's closure as notebook_lifecycle/requirements.txt pins it, and the stand-in pins."""
+    wanted = {
+        "asttokens", "comm", "debugpy", "decorator", "exceptiongroup", "executing", "ipykernel", "ipython",
+        "jedi", "jupyter_client", "jupyter_core", "matplotlib-inline", "nest-asyncio2", "packaging",
+        "parso", "pexpect", "platformdirs", "prompt_toolkit", "psutil", "ptyprocess", "pure_eval",
+        "pygments", "python-dateutil", "pyzmq", "six", "stack-data", "tornado", "traitlets",
+        "typing_extensions", "tzdata", "wcwidth",
+    }  # fmt: skip
+    lines = (LIFECYCLE / "requirements.txt").read_text().splitlines()
+    pins = [line for line in lines if line.split("==")[0].lower() in wanted]
+    assert len(pins) == len(wanted), f"requirements.txt lacks some of ipykernel's closure: {sorted(wanted)}"
+    return "\n".join(pins) + "\n"
+
+
+@pytest.fixture(scope="session")
+def kernel_wheels(tmp_path_factory, conda_env) -> Path:
+    """The pinned ipykernel closure for the stand-in env's Python, as the construct downloads it."""
+    from stacks.constructs.bundling import MANYLINUX_TAGS
+
+    _, version = conda_env
+    reqs = tmp_path_factory.mktemp("kernel-reqs") / "requirements.txt"
+    reqs.write_text(kernel_requirements())
+    platforms = [arg for tag in MANYLINUX_TAGS["x86_64"] for arg in ("--platform", tag)]
+    return _pip_download(
+        tmp_path_factory.mktemp("kernel-wheels"),
+        *("--no-deps", "--python-version", version, "--implementation", "cp", *platforms, "-r", str(reqs)),
+    )
+
+
+@pytest.fixture(scope="session")
+def old_six(tmp_path_factory) -> Path:
+    """six 1.16.0: a changed pin for the rebuild tests."""
+    return _pip_download(tmp_path_factory.mktemp("six-1.16"), "--no-deps", "six==1.16.0")
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every path, link target and file body under root: 'byte-for-byte unchanged'."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        if path.is_symlink():
+            h.update(b"->" + os.readlink(path).encode())
+        elif path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()

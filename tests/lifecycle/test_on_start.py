@@ -13,7 +13,7 @@ import pytest
 
 from snowsage.settings import RuntimeSettings
 
-from .conftest import BUCKET, LIFECYCLE, NOTEBOOK, REGION, render, root_access, settings_b64
+from .conftest import BUCKET, LIFECYCLE, NOTEBOOK, REGION, render, root_access, settings_b64, tree_digest
 
 SCRIPTS = ("on_start.sh", "on_create.sh", "install_wheels.sh")
 API_LIMIT = 16384  # NotebookInstanceLifecycleHook.Content: the *base64* text, max 16384 characters
@@ -59,7 +59,19 @@ def wait_for_outcome(box, timeout: float = 180.0) -> dict:
 
 
 def env_python(box, code: str) -> subprocess.CompletedProcess:
+    """The conda_python3 stand-in's python."""
     return subprocess.run([str(box.env_dir / "bin" / "python"), "-c", code], capture_output=True, text=True)
+
+
+def kernel_python(box, code: str) -> subprocess.CompletedProcess:
+    """The python the registered kernel runs (kernel.json's argv[0])."""
+    python = json.loads(box.kernel_json.read_text())["argv"][0]
+    return subprocess.run([python, "-c", code], capture_output=True, text=True)
+
+
+def kernel_env_dir(box) -> Path:
+    """The env kernel-env points at (envs/<key>)."""
+    return box.kernel_env.resolve()
 
 
 def cron_jobs(box) -> list[str]:
@@ -111,9 +123,11 @@ def test_rendered_scripts_fit_the_sagemaker_limit_with_realistic_values():
         assert encoded <= API_LIMIT, f"{name} is {encoded} characters once base64-encoded (limit {API_LIMIT})"
 
 
-def test_start_installs_in_the_background_and_a_second_start_is_a_no_op(sandbox, wheelhouse_uri):
-    values = start_values(wheelhouse_uri)
-    result, seconds = run_on_start(sandbox, values)
+def test_first_start_builds_the_kernel_env_in_the_background_and_registers_the_kernel(
+    sandbox, wheelhouse_uri
+):
+    conda_before = tree_digest(sandbox.env_dir)
+    result, seconds = run_on_start(sandbox, start_values(wheelhouse_uri))
 
     assert result.returncode == 0, result.stderr
     assert seconds < 10, f"foreground took {seconds:.1f}s"
@@ -126,28 +140,32 @@ def test_start_installs_in_the_background_and_a_second_start_is_a_no_op(sandbox,
     status = wait_for_outcome(sandbox)
     assert status["state"] == "ok", status
     assert status["source"] == "wheelhouse"
-    assert status["detail"].endswith("from the wheelhouse with uv"), status["detail"]
-    assert not list(sandbox.env_dir.glob("lib/python*/site-packages/uv")), "uv went into the user's env"
-    compiled = list(sandbox.env_dir.glob("lib/python*/site-packages/dateutil/__pycache__/*.pyc"))
+    assert status["detail"].endswith("kernel env from the wheelhouse with uv"), status["detail"]
+    env = kernel_env_dir(sandbox)
+    assert env.parent == sandbox.home / ".snowsage" / "envs", env  # on the EBS volume, kept by a stop
+    assert not list(env.glob("lib/python*/site-packages/uv")), "uv went into the user's env"
+    compiled = list(env.glob("lib/python*/site-packages/dateutil/__pycache__/*.pyc"))
     assert compiled, "the install did not byte-compile (the first import would)"
     assert status["python"].startswith(sandbox.python_version + ".")
     assert status["versions"] == {"six": "1.17.0", "python-dateutil": "2.9.0.post0"}
     assert status["started_at"] and status["updated_at"]
-    imported = env_python(sandbox, "import dateutil, six; print(dateutil.__version__)")
+    imported = kernel_python(sandbox, "import dateutil, six; print(dateutil.__version__)")
     assert imported.returncode == 0 and imported.stdout.strip() == "2.9.0.post0", imported.stderr
     assert "install ok" in sandbox.jupyter_log.read_text()  # the CloudWatch-shipped log says so too
 
-    installed = next(sandbox.env_dir.glob("lib/python*/site-packages/dateutil/__init__.py"))
-    before = installed.stat().st_mtime_ns
-    result, seconds = run_on_start(sandbox, values)
-    assert result.returncode == 0 and seconds < 10
-    status = wait_for_outcome(sandbox)
-    assert status["state"] == "ok" and status["source"] == "unchanged", status
-    assert "nothing to do" in status["detail"]
-    assert installed.stat().st_mtime_ns == before, "the second start reinstalled the packages"
-    # Cron jobs are replaced, not duplicated, by the second start.
-    assert len(cron_jobs(sandbox)) == 2
-    assert root_access(sandbox) == []  # both starts: the env's python and the home only as ec2-user
+    spec = json.loads(sandbox.kernel_json.read_text())
+    assert spec["display_name"] == "Python 3 (Snowflake)" and spec["language"] == "python"
+    assert spec["argv"] == [
+        str(env / "bin" / "python"),
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
+    # The conda_python3 stand-in is byte-for-byte what it was, and lacks our packages.
+    assert tree_digest(sandbox.env_dir) == conda_before
+    assert env_python(sandbox, "import dateutil").returncode != 0
+    assert root_access(sandbox) == []
 
 
 def test_a_corrupt_wheelhouse_is_reported_and_the_start_still_succeeds(sandbox, s3):
@@ -177,7 +195,8 @@ def test_a_python_version_mismatch_says_which_versions(sandbox, wheelhouse_uri):
     assert result.returncode == 0
     status = wait_for_outcome(sandbox)
     assert status["state"] == "failed"
-    assert f"Python {sandbox.python_version}" in status["detail"] and "3.9" in status["detail"]
+    assert f"conda_python3 env runs Python {sandbox.python_version}" in status["detail"]
+    assert "3.9" in status["detail"]
     assert "cp39" in status["detail"]
 
 
@@ -196,10 +215,12 @@ def test_nat_mode_falls_back_to_the_index_and_says_so(sandbox, s3, wheels, tmp_p
     assert root_access(sandbox) == []
 
 
-def test_the_package_is_importable_even_when_its_requirements_fail(sandbox, s3, wheels, tmp_path):
-    """snowsage goes in first, on its own, so the notebook's helper can tell the user why the rest
-    failed (it reads the status file) instead of the kernel saying "No module named snowsage"."""
-    from .conftest import PACKAGE, build_wheelhouse
+def test_without_ipykernel_in_the_wheelhouse_no_kernel_is_offered_until_the_env_is_complete(
+    sandbox, s3, wheels, tmp_path
+):
+    """A kernel that cannot start is worse than none: the env is linked early only once ipykernel and
+    the package are in (tests/lifecycle/test_kernel_env.py has the wheelhouse that holds it)."""
+    from .conftest import build_wheelhouse
 
     zip_path = build_wheelhouse(wheels, tmp_path / "short.zip", requirements="six==1.16.0\n")
     s3.upload_file(str(zip_path), BUCKET, "assets/short.zip")
@@ -208,10 +229,7 @@ def test_the_package_is_importable_even_when_its_requirements_fail(sandbox, s3, 
     assert result.returncode == 0
     status = wait_for_outcome(sandbox)
     assert status["state"] == "failed" and "privatelink mode has no package index" in status["detail"]
-    imported = env_python(sandbox, "import dateutil; print(dateutil.__version__)")
-    assert imported.returncode == 0, (
-        f"{PACKAGE} was not installed ahead of its requirements: {imported.stderr}"
-    )
+    assert not sandbox.kernel_json.exists() and not sandbox.kernel_env.exists()
     assert root_access(sandbox) == []
 
 
@@ -225,7 +243,7 @@ def test_a_wheelhouse_without_uv_installs_with_pip(sandbox, s3, wheels, tmp_path
     assert result.returncode == 0
     status = wait_for_outcome(sandbox)
     assert status["state"] == "ok" and status["detail"].endswith("with pip"), status
-    assert env_python(sandbox, "import dateutil, six").returncode == 0
+    assert kernel_python(sandbox, "import dateutil, six").returncode == 0
     assert root_access(sandbox) == []
 
 
@@ -261,7 +279,7 @@ def test_when_uv_fails_pip_installs_the_same_wheelhouse(sandbox, s3, wheels, tmp
     assert status["state"] == "ok" and status["detail"].endswith("with pip"), status
     log = (sandbox.opt / "install.log").read_text()
     assert "broken on purpose" in log and "trying pip" in log
-    assert env_python(sandbox, "import dateutil, six").returncode == 0
+    assert kernel_python(sandbox, "import dateutil, six").returncode == 0
     assert root_access(sandbox) == []
 
 

@@ -10,8 +10,9 @@ import subprocess
 import time
 
 from .conftest import EXAMPLE_NOTEBOOK, render, root_access
+from .test_kernel_env import built, new_start
 from .test_on_create import clear_backup, put_backup, run_on_create
-from .test_on_start import cron_jobs, run_on_start, start_values, wait_for_outcome
+from .test_on_start import cron_jobs, kernel_env_dir, run_on_start, start_values, wait_for_outcome
 
 
 def rows(box, who: str) -> list[str]:
@@ -30,15 +31,39 @@ def test_start_runs_the_env_and_writes_the_home_only_as_the_notebook_user(sandbo
     assert run.returncode == 0, run.stderr
 
     assert root_access(sandbox) == []
+    # The conda env's interpreter runs only with -I -S -B (its version, `-m venv`), so even as
+    # ec2-user nothing of that env's site-packages runs: its planted .pth never fired.
+    assert not sandbox.pth_log.exists(), sandbox.pth_log.read_text()
     # The probes saw the work, so the empty list above means something.
-    starts = sandbox.pth_log.read_text().splitlines()
-    assert starts and all(s.startswith("ec2-user ") for s in starts), starts
     touched = "\n".join(rows(sandbox, "ec2-user"))
     for name in ("settings.json", "install-status.json"):
         assert f".snowsage/{name}\n" in touched + "\n", (
             f"{name} was not written through the probes:\n{touched}"
         )
     assert f"aws\ts3 sync {sandbox.home} " in touched, "the backup did not run as ec2-user"
+    assert f"{sandbox.kernel_json}\n" in touched + "\n", (
+        f"kernel.json was not written as ec2-user:\n{touched}"
+    )
+    assert f"{sandbox.home}/.snowsage/envs/" in touched, "the kernel env was not built through the probes"
+
+
+def test_root_never_runs_the_kernel_envs_python(sandbox, wheelhouse_uri):
+    """The env is ec2-user's: a .pth they drop into it runs at every start of its python, so that
+    python only ever runs as ec2-user (conftest.root_access reads what the .pth records)."""
+    built(sandbox, wheelhouse_uri)
+    env = kernel_env_dir(sandbox)
+    site = next(env.glob("lib/python*/site-packages"))
+    (site / "zz_planted_in_kernel_env.pth").write_text(
+        (sandbox.env_dir.glob("lib/python*/site-packages/zz_planted_by_user.pth").__next__()).read_text()
+    )
+    for damage in (False, True):  # the unchanged path, then a rebuild
+        if damage:
+            (env / "snowsage-kernel.json").unlink()
+        new_start(sandbox)
+        built(sandbox, wheelhouse_uri)
+    starts = sandbox.pth_log.read_text().splitlines()
+    assert any(str(env) in s for s in starts), "the probe never saw the kernel env's python start"
+    assert root_access(sandbox) == []
 
 
 def test_create_restores_and_copies_the_example_only_as_the_notebook_user(sandbox, s3, wheelhouse_uri):

@@ -50,6 +50,11 @@ __all__ = [
 SETTINGS_FILE_ENV_VAR = "SNOWSAGE_SETTINGS_FILE"
 INSTALL_STATUS_NAME = "install-status.json"  # written by on_start.sh next to settings.json
 INSTALL_LOG = "/opt/snowsage/install.log"  # on_start.sh's INSTALL_LOG (pip output)
+# The Jupyter kernel on_start.sh registers (and the example notebooks name) for the env that
+# install_wheels.sh builds in envs/<key> next to settings.json; conda_python3 has none of it.
+KERNEL_NAME = "snowsage"
+KERNEL_DISPLAY_NAME = "Python 3 (Snowflake)"
+KERNEL_ENVS_NAME = "envs"
 RESULTS_PREFIX = "results/"
 MAX_SEED = 2_147_483_647  # Snowflake's SEED range is 0..2^31-1
 MAX_IDENTIFIER = 255
@@ -123,8 +128,29 @@ def _still_installing(path: Path, status: InstallStatus) -> InstallNotFinished:
     detail = (status.detail or "in progress").strip()
     return InstallNotFinished(
         f"the notebook is still installing the Snowflake connector ({started}{detail}): wait a minute "
-        f"and re-run this cell; if {path.parent / INSTALL_STATUS_NAME} still says running after 15 "
-        f"minutes, see {INSTALL_LOG} and stop and start the notebook instance"
+        f"and re-run this cell{_kernel_hint(path)}; if {path.parent / INSTALL_STATUS_NAME} still says "
+        f"running after 15 minutes, see {INSTALL_LOG} and stop and start the notebook instance, which "
+        f"builds the {KERNEL_DISPLAY_NAME!r} kernel's environment again"
+    )
+
+
+def _in_kernel_env(path: Path) -> bool:
+    """Whether this process runs in one of the kernel envs install_wheels.sh builds beside ``path``."""
+    import sys
+
+    envs = os.path.realpath(path.parent / KERNEL_ENVS_NAME)
+    return os.path.realpath(sys.prefix).startswith(envs + os.sep)
+
+
+def _kernel_hint(path: Path) -> str:
+    """In another kernel: which one to pick instead (empty in the snowsage kernel)."""
+    import sys
+
+    if _in_kernel_env(path):
+        return ""
+    return (
+        f" in the {KERNEL_DISPLAY_NAME!r} kernel (Kernel > Change kernel > {KERNEL_DISPLAY_NAME}; this "
+        f"kernel runs {sys.prefix}, which the lifecycle never installs into)"
     )
 
 
@@ -140,9 +166,15 @@ def _install_error(path: Path, module: str) -> NotebookError:
             "CloudWatch /aws/sagemaker/NotebookInstances, stream <notebook>/jupyter.log); fix the "
             "cause, then stop and start the notebook instance to retry"
         )
+    if _in_kernel_env(path):
+        return InstallFailed(
+            f"the {KERNEL_DISPLAY_NAME!r} kernel cannot import {module} although its install did not "
+            f"fail: its environment is incomplete; stop and start the notebook instance, which rebuilds "
+            f"it (progress in {path.parent / INSTALL_STATUS_NAME}, log in {INSTALL_LOG})"
+        )
     return InstallFailed(
-        f"this kernel cannot import {module}: open the notebook with the conda_python3 kernel "
-        "(Kernel > Change kernel), where snowsage installs it, then restart the kernel"
+        f"this kernel cannot import {module}: run this notebook{_kernel_hint(path)}, where the "
+        "lifecycle installs the connector and snowsage, then run it again from the first cell"
     )
 
 

@@ -78,7 +78,10 @@ def test_missing_connector_without_an_install_problem_points_at_the_kernel(
 ) -> None:
     dep = deploy()
     monkeypatch.setitem(sys.modules, "snowflake.connector", None)
-    with pytest.raises(nb.InstallFailed, match=r"cannot import snowflake.connector: .*conda_python3 kernel"):
+    wrong_kernel = (
+        r"cannot import snowflake.connector: run this notebook in the 'Python 3 \(Snowflake\)' kernel"
+    )
+    with pytest.raises(nb.InstallFailed, match=wrong_kernel):
         nb.connect(dep.settings_file)
 
 

@@ -114,7 +114,7 @@ def test_shipped_notebook_is_clean_and_starts_with_the_import() -> None:
     assert code[0].source == "from snowsage.notebook import connect, query, read_s3, sample, to_s3"
     assert "parameters" in code[1].metadata.get("tags", [])
     assert all(c.outputs == [] and c.execution_count is None for c in code), "outputs must be cleared"
-    assert nb.metadata.kernelspec.name == "conda_python3"  # the env the lifecycle script installs into
+    assert nb.metadata.kernelspec.name == "snowsage"  # the kernel the lifecycle registers
     sources = "\n".join(c.source for c in code)
     assert not re.search(r"""(query|query_batches)\(\s*f["']""", sources), "no f-string SQL"
     assert NOTEBOOK.stat().st_size < 10_000

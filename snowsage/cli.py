@@ -25,6 +25,7 @@ from snowsage.ops import check as check_ops
 from snowsage.ops import credentials as cred_ops
 from snowsage.ops import notebook as notebook_ops
 from snowsage.ops import snowflake_sql as sql_ops
+from snowsage.ops import training as train_ops
 from snowsage.ops.deployment import OptionConflict, open_deployment, user_message
 from snowsage.ops.output import Output
 from snowsage.setup_sql import identifier
@@ -111,8 +112,8 @@ def cli(ctx: click.Context, env_name: str, region: str | None, profile: str | No
     """Operate a snowsage deployment: Snowflake setup SQL, credentials, checks and the notebook.
 
     Everything is found through the outputs of the SnowSage-<env>-Network, -Data and -Notebook
-    stacks. After `make deploy`: snowflake-setup, keypair generate, (admin runs the SQL), check,
-    notebook url.
+    stacks (and -Training for `train`). After `make deploy`: snowflake-setup, keypair generate,
+    (admin runs the SQL), check, notebook url.
     """
     if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", env_name):
         raise click.BadParameter(
@@ -357,6 +358,112 @@ def notebook_start(c: Ctx) -> None:
 def notebook_stop(c: Ctx) -> None:
     """Stop the notebook instance (its storage volume is kept)."""
     c.out.show(notebook_ops.change_state(c.deployment(), "stop"))
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def train() -> None:
+    """The scheduled training pipeline (SnowSage-<env>-Training): setup SQL, runs, the model."""
+
+
+@train.command("setup-sql")
+@click.option(
+    "--desc-integration",
+    "desc_integration",
+    type=click.File("r"),
+    help="Instead: read the admin's DESC INTEGRATION output from this file ('-' for stdin) and "
+    "print the two -c settings for the unload role's trust.",
+)
+@click.option(
+    "--integration",
+    help="Unload mode: the storage integration (the training_storage_integration setting; not a stack output yet).",
+)
+@click.option(
+    "--unload-role-arn", help="Unload mode: the ARN of the role Snowflake assumes (not a stack output yet)."
+)
+@click.option("--stage", help="Unload mode: the stage (default: the export function's configured stage).")
+@pass_ctx
+def train_setup_sql(
+    c: Ctx,
+    desc_integration: Any,
+    integration: str | None,
+    unload_role_arn: str | None,
+    stage: str | None,
+) -> None:
+    """Print the SQL a Snowflake admin runs for the training export.
+
+    Always: read access to the source for the service role. With the unload exporter also the
+    storage integration (IF NOT EXISTS: replacing it would break the role's trust), the stage with
+    KMS encryption, its grants and the DESC INTEGRATION to run last. Its output, pasted into
+    `snowsage train setup-sql --desc-integration -`, becomes the two -c settings to deploy with.
+    """
+    if desc_integration is not None:
+        if integration or unload_role_arn or stage:
+            raise click.UsageError("--desc-integration reads the admin's output; give it alone")
+        c.out.show(train_ops.integration_settings(c.deployment(), desc_integration.read()))
+        return
+    request = train_ops.SetupSqlRequest(integration, unload_role_arn, stage)
+    c.out.show(train_ops.setup_sql(c.deployment(), request))
+
+
+@train.command("start")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="K=V",
+    help="A pipeline parameter for this run (repeatable): InstanceCount, InstanceType, MinimumRows, "
+    "MetricThreshold.",
+)
+@click.option("--wait", is_flag=True, help="Wait until the run ends; exit 1 if it failed.")
+@click.option(
+    "--timeout",
+    "timeout_minutes",
+    type=click.IntRange(1, 7 * 24 * 60),
+    default=240,
+    show_default=True,
+    help="With --wait: give up waiting after this many minutes (the run goes on).",
+)
+@pass_ctx
+def train_start(c: Ctx, params: tuple[str, ...], wait: bool, timeout_minutes: int) -> None:
+    """Start a run of the training pipeline (Export, DataCheck, Train, Gate, RegisterModel)."""
+    request = train_ops.StartRequest(params, wait, timeout_minutes * 60)
+    result = train_ops.start(c.deployment(), request)
+    c.out.show(result)
+    if not result.ok:
+        _fail(click.get_current_context())
+
+
+@train.command("status")
+@click.argument("execution", required=False)
+@pass_ctx
+def train_status(c: Ctx, execution: str | None) -> None:
+    """Show a run (default: the latest): each step, its status and failure, the gate's metric.
+
+    EXECUTION is the execution id or ARN (`snowsage train runs` lists them). Exits 1 when the run
+    failed or was stopped.
+    """
+    result = train_ops.status(c.deployment(), execution)
+    c.out.show(result)
+    if not result.ok:
+        _fail(click.get_current_context())
+
+
+@train.command("runs")
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="How many runs.")
+@pass_ctx
+def train_runs(c: Ctx, limit: int) -> None:
+    """List the pipeline's runs, newest first."""
+    c.out.show(train_ops.runs(c.deployment(), limit))
+
+
+@train.command("model")
+@pass_ctx
+def train_model(c: Ctx) -> None:
+    """Show the latest registered model: its metric, the run that made it and its approval status."""
+    c.out.show(train_ops.latest_model(c.deployment()))
 
 
 def main() -> None:

@@ -30,6 +30,14 @@ class DeploymentError(Exception):
     """The deployment cannot be used as found; the message says what was seen and what to do."""
 
 
+class StackNotDeployed(DeploymentError):
+    """DescribeStacks found no stack of that name: a caller may name a more specific fix."""
+
+    def __init__(self, message: str, *, stack: str) -> None:
+        super().__init__(message)
+        self.stack = stack
+
+
 @dataclass(frozen=True)
 class ParameterValue:
     name: str
@@ -68,9 +76,10 @@ class Deployment:
                 stacks = self.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
             except ClientError as exc:
                 if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
-                    raise DeploymentError(
+                    raise StackNotDeployed(
                         f"stack {name} is not deployed in {self.region}; deploy it (make deploy) or "
-                        f"pass the --env/--region it was deployed with"
+                        f"pass the --env/--region it was deployed with",
+                        stack=name,
                     ) from None
                 raise
             stack = stacks[0]

@@ -24,8 +24,57 @@ from snowsage.ops.credentials import (
 )
 from snowsage.ops.notebook import NotebookChange, NotebookStatus, NotebookUrl
 from snowsage.ops.snowflake_sql import NetworkPolicy, SetupSql
+from snowsage.ops.training import (
+    IntegrationSettings,
+    RegisteredModel,
+    RunList,
+    RunStatus,
+    StartedRun,
+    TrainingSetupSql,
+)
 from snowsage.reports import CheckReport
 from snowsage.setup_sql import slot_column
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value or "")
+
+
+def _run_doc(r: RunStatus) -> dict[str, Any]:
+    return {
+        "pipeline": r.pipeline,
+        "execution_id": r.execution_id,
+        "execution_arn": r.execution_arn,
+        "status": r.status,
+        "failure_reason": r.failure_reason,
+        "failed_step": r.failed_step,
+        "started": r.started,
+        "last_modified": r.last_modified,
+        "parameters": dict(r.parameters),
+        "steps": None if r.steps is None else [dataclasses.asdict(s) for s in r.steps],
+        "steps_unavailable": r.steps_unavailable,
+        "metric": dataclasses.asdict(r.metric) if r.metric else None,
+    }
+
+
+def _run_lines(r: RunStatus) -> list[str]:
+    lines = [f"run {r.execution_id} of {r.pipeline}: {r.status} (started {_when(r.started)})"]
+    lines.append("parameters: " + ", ".join(f"{k}={v}" for k, v in r.parameters.items()))
+    if r.steps:
+        rows = [("STEP", "STATUS", "ENDED", "DETAIL")]
+        rows += [(s.name, s.status, _when(s.ended), s.failure_reason or s.detail) for s in r.steps]
+        lines += table(rows)
+    elif r.steps is not None:
+        lines.append("no step has started yet")
+    m = r.metric
+    if m is not None:
+        value = "not reported yet" if m.value is None else f"{m.value:g}"
+        gate = f" (gate: {m.comparison} {m.threshold:g})" if m.comparison and m.threshold is not None else ""
+        verdict = "" if m.passed is None else (": passed" if m.passed else ": below the gate")
+        lines.append(f"metric: {m.name} = {value}{gate}{verdict}")
+    if r.next_step:
+        lines.append(f"what to do: {r.next_step}")
+    return lines
 
 
 def table(
@@ -213,3 +262,97 @@ class Output:
         else:
             verb = "starting" if r.action == "start" else "stopping"
             self.emit(f"{verb} notebook {r.notebook}; follow it with `snowsage notebook status`", data)
+
+    # --- training ------------------------------------------------------------------------------
+
+    @show.register
+    def _training_setup_sql(self, r: TrainingSetupSql) -> None:
+        self.note(
+            f"SQL for a Snowflake admin: {r.role} reads the training source ({r.source})"
+            + (
+                f"; unload mode: storage integration {r.integration}, stage {r.stage}."
+                if r.exporter == "unload"
+                else " (client exporter: no storage integration needed)."
+            )
+        )
+        self.emit(
+            r.sql,
+            {
+                "exporter": r.exporter,
+                "role": r.role,
+                "source": r.source,
+                "integration": r.integration,
+                "stage": r.stage,
+                "sql": r.sql,
+            },
+        )
+        if r.exporter == "unload":
+            self.note(
+                "Then paste the DESC INTEGRATION output into "
+                "`snowsage train setup-sql --desc-integration -` for the two config settings."
+            )
+
+    @show.register
+    def _integration_settings(self, r: IntegrationSettings) -> None:
+        self.note(
+            "The unload role's trust takes these settings (add them to cdk.json's context, or pass them):"
+        )
+        self.emit(
+            " ".join(r.context_args),
+            {"settings": dict(r.settings), "context_args": r.context_args, "deploy": r.deploy_command},
+        )
+        self.note(f"Then redeploy: {r.deploy_command}")
+
+    @show.register
+    def _started_run(self, r: StartedRun) -> None:
+        data = {
+            "pipeline": r.pipeline,
+            "execution_id": r.execution_id,
+            "execution_arn": r.execution_arn,
+            "parameters": dict(r.parameters),
+            "run": _run_doc(r.run) if r.run else None,
+        }
+        given = ", ".join(f"{k}={v}" for k, v in r.parameters.items()) or "the pipeline's defaults"
+        lines = [f"started run {r.execution_id} of {r.pipeline} with {given}"]
+        if r.run:
+            lines += _run_lines(r.run)
+        self.emit("\n".join(lines), data)
+        if r.run is None:
+            self.note(f"Follow it with `snowsage train status {r.execution_id}` (or start with --wait).")
+        elif r.run.steps_unavailable:
+            self.note(r.run.steps_unavailable)
+
+    @show.register
+    def _run_status(self, r: RunStatus) -> None:
+        self.emit("\n".join(_run_lines(r)), _run_doc(r))
+        if r.steps_unavailable:
+            self.note(r.steps_unavailable)
+
+    @show.register
+    def _run_list(self, r: RunList) -> None:
+        data = {"pipeline": r.pipeline, "runs": [dataclasses.asdict(x) for x in r.runs]}
+        if not r.runs:
+            self.emit(f"pipeline {r.pipeline} has no run yet", data)
+            self.note("Start one with `snowsage train start`.")
+            return
+        rows = [("EXECUTION", "STATUS", "STARTED", "FAILURE")]
+        rows += [(x.execution_id, x.status, _when(x.started), x.failure_reason or "") for x in r.runs]
+        self.emit("\n".join(table(rows)), data)
+
+    @show.register
+    def _registered_model(self, r: RegisteredModel) -> None:
+        data = dataclasses.asdict(r)
+        metric = f"{r.metric} = {r.metric_value} (threshold {r.threshold})" if r.metric else "not recorded"
+        lines = [
+            f"model package: {r.model_package_arn} (version {r.version} of {r.group})",
+            f"approval: {r.approval_status}",
+            f"metric: {metric}",
+            f"registered: {_when(r.created)} by run {r.pipeline_execution_id or '?'}",
+            f"model data: {r.model_data_url or '?'}",
+        ]
+        self.emit("\n".join(lines), data)
+        if r.approval_status == "PendingManualApproval":
+            self.note(
+                "Approve it once you have looked at it: aws sagemaker update-model-package "
+                f"--model-package-arn {r.model_package_arn} --model-approval-status Approved"
+            )

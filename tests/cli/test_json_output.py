@@ -9,6 +9,7 @@ import pytest
 
 from snowsage import keys
 from tests.cli.test_check_notebook import FAILED_REPORT, OK_REPORT
+from tests.cli.test_train import DESC_TEXT, deploy_training  # noqa: F401 (a fixture, used below)
 
 
 def _doc(r, exit_code: int = 0) -> dict:
@@ -113,3 +114,76 @@ def test_network_policy(deploy, run) -> None:
     }
     doc = _doc(run("--env", d.env, "--json", "network-policy", "--vpce-id", "vpce-0123456789abcdef0"))
     assert doc["mode"] == "privatelink" and doc["values"] == ["vpce-0123456789abcdef0"]
+
+
+def test_train_commands(deploy_training, run) -> None:  # noqa: F811 (the imported fixture)
+    t = deploy_training()
+    doc = _doc(run("--env", t.env, "--json", "train", "setup-sql"))
+    assert set(doc) == {"exporter", "role", "source", "integration", "stage", "sql"}
+    assert doc["exporter"] == "client" and doc["role"] == "SNOWSAGE_ROLE" and doc["integration"] is None
+
+    doc = _doc(
+        run("--env", t.env, "--json", "train", "setup-sql", "--desc-integration", "-", input=DESC_TEXT)
+    )
+    assert set(doc) == {"settings", "context_args", "deploy"}
+    assert set(doc["settings"]) == {"training_storage_aws_iam_user_arn", "training_storage_aws_external_id"}
+
+    doc = _doc(run("--env", t.env, "--json", "train", "runs"))
+    assert doc == {"pipeline": t.pipeline, "runs": []}
+
+    doc = _doc(run("--env", t.env, "--json", "train", "start", "--param", "InstanceCount=1"))
+    assert doc == {
+        "pipeline": t.pipeline,
+        "execution_id": doc["execution_id"],
+        "execution_arn": doc["execution_arn"],
+        "parameters": {"InstanceCount": "1"},
+        "run": None,
+    }
+    assert doc["execution_arn"].endswith(f"/execution/{doc['execution_id']}")
+
+    runs = _doc(run("--env", t.env, "--json", "train", "runs"))["runs"]
+    assert [set(x) for x in runs] == [
+        {"execution_id", "execution_arn", "status", "started", "failure_reason"}
+    ]
+
+    status = _doc(run("--env", t.env, "--json", "train", "status", doc["execution_id"]))
+    assert set(status) == {
+        "pipeline",
+        "execution_id",
+        "execution_arn",
+        "status",
+        "failure_reason",
+        "failed_step",
+        "started",
+        "last_modified",
+        "parameters",
+        "steps",
+        "steps_unavailable",
+        "metric",
+    }
+    assert set(status["metric"]) == {"name", "value", "threshold", "comparison", "passed"}
+
+    t.sagemaker().create_model_package(
+        ModelPackageGroupName=t.group,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "x", "ModelDataUrl": "s3://b/m.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )
+    doc = _doc(run("--env", t.env, "--json", "train", "model"))
+    assert set(doc) == {
+        "group",
+        "model_package_arn",
+        "version",
+        "approval_status",
+        "created",
+        "metric",
+        "metric_value",
+        "threshold",
+        "pipeline_execution_id",
+        "training_job",
+        "model_data_url",
+    }
+    assert doc["approval_status"] == "PendingManualApproval" and doc["model_data_url"] == "s3://b/m.tar.gz"

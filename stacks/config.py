@@ -13,8 +13,9 @@ import difflib
 import ipaddress
 import json
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -27,6 +28,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 AL2_END_OF_SUPPORT = "2026-06-30"
 
@@ -75,6 +79,16 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _VPCE_SERVICE = re.compile(r"^com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]+$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _PREFIX_LIST = re.compile(r"^pl-[0-9a-f]{8,17}$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}(\.[A-Za-z_][A-Za-z0-9_$]{0,254}){0,2}$")
+_QUERY = re.compile(r"^\s*(select|with)\s", re.IGNORECASE)
+_IAM_USER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:user/[\w+=,.@/-]{1,512}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+# The S3 gateway endpoint's AWS-managed prefix list (com.amazonaws.<region>.s3), the same ID in every
+# account of a region; the training security group reaches S3 by it. Elsewhere s3_prefix_list_id says it.
+S3_PREFIX_LISTS: Mapping[str, str] = {"us-east-1": "pl-63a5400a", "us-east-2": "pl-7ba54012"}
+# Client mode keeps one upload per file open, and each training instance needs a file of its own.
+MAX_TRAINING_INSTANCES = 128
+MAX_TRAINING_RUNTIME_MINUTES = 28 * 24 * 60  # SageMaker's limit: 28 days
 
 
 class ConfigError(ValueError):
@@ -278,6 +292,97 @@ def _check_schedule(value: Any) -> str:
     return str(value).strip()
 
 
+def _training_source(value: Any) -> str:
+    if isinstance(value, str) and _QUERY.match(value):
+        return value.strip().rstrip(";").strip()
+    if isinstance(value, str) and _TABLE.match(value):
+        return value
+    raise _invalid(
+        value,
+        "expected a table (table, schema.table or db.schema.table, each part a plain Snowflake "
+        "identifier) or one SELECT (or WITH ... SELECT) query",
+    )
+
+
+def _switch(value: Any) -> bool:
+    """true/false as JSON, or the words -c can say."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "on", "yes", "false", "off", "no"):
+        return value.strip().lower() in ("true", "on", "yes")
+    raise _invalid(value, "expected true or false (or on/off)")
+
+
+def _columns(value: Any) -> tuple[str, ...]:
+    items = _list(value)
+    if not items:
+        raise _invalid(
+            value, "name at least one feature column, or leave it unset for every other numeric column"
+        )
+    for item in items:
+        if not (isinstance(item, str) and _IDENT.match(item)):
+            raise _invalid(
+                item,
+                "expected Snowflake column identifiers: a letter or underscore, then letters, digits, _ or $",
+            )
+    upper = [i.upper() for i in items]
+    dupes = sorted({c for c in upper if upper.count(c) > 1})
+    if dupes:
+        raise _invalid(value, f"name each column once ({', '.join(dupes)} appears more than once)")
+    return tuple(items)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise _invalid(value, "expected a number")
+
+
+def _time_zone(value: Any) -> str:
+    usage = "expected an IANA time zone such as 'Europe/Berlin' or 'America/New_York'"
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+/-]*", value):
+        raise _invalid(value, usage)
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _invalid(value, usage) from None
+    return value
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A JSON object from cdk.json, or its text from -c."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise _invalid(value, 'expected a JSON object such as {"max_depth": 6, "eta": 0.2}') from None
+    if not isinstance(value, Mapping):
+        raise _invalid(value, 'expected a JSON object such as {"max_depth": 6, "eta": 0.2}')
+    return dict(value)
+
+
+def _training_definition() -> ModuleType:
+    """The pipeline definition's tables (hyperparameters, image regions, objectives). Imported on
+    use: the constructs package imports this module."""
+    from .constructs.training import pipeline_definition
+
+    return pipeline_definition
+
+
+def _default_threshold(data: dict[str, Any]) -> float:
+    """An RMSE the sandbox's housing prices pass easily, or an AUC better than chance."""
+    return 0.7 if data.get("training_objective") == "binary" else 100000.0
+
+
+def _default_stage(data: dict[str, Any]) -> str:
+    return f"{data.get('snowflake_database', 'ANALYTICS')}.{data.get('snowflake_schema', 'PUBLIC')}.SNOWSAGE_TRAINING"
+
+
 # Defaults that depend on settings validated before them (pydantic passes those as ``data``).
 
 
@@ -375,6 +480,60 @@ class AppConfig(BaseModel):
     alarm_email: Annotated[
         str | None, _optional(_pattern(_EMAIL, "expected an email address for the failure alarm, or null"))
     ] = None
+    # Scheduled training (the Training stack). Defaults train on the sandbox's housing table.
+    training_source: Annotated[str, BeforeValidator(_training_source)] = "HOUSING"
+    training_label: Annotated[str, _ident("column")] = "PRICE"
+    training_id_column: Annotated[str, _ident("column")] = "HOUSE_ID"
+    training_features: Annotated[tuple[str, ...] | None, _optional(_columns)] = None
+    training_objective: Literal["regression", "binary"] = "regression"
+    training_metric_threshold: Annotated[float, BeforeValidator(_number)] = Field(
+        default_factory=_default_threshold
+    )
+    training_validation_percent: Annotated[int, BeforeValidator(_whole(1, 99))] = 20
+    training_minimum_rows: Annotated[int, BeforeValidator(_whole(1, 1_000_000_000))] = 100
+    training_instance_type: Annotated[
+        str,
+        BeforeValidator(
+            _pattern(_INSTANCE_TYPE, "expected a SageMaker training instance type such as 'ml.m5.xlarge'")
+        ),
+    ] = "ml.m5.xlarge"
+    training_instance_count: Annotated[int, BeforeValidator(_whole(1, MAX_TRAINING_INSTANCES))] = 2
+    training_spot: Annotated[bool, BeforeValidator(_switch)] = True
+    training_max_runtime_minutes: Annotated[int, BeforeValidator(_whole(1, MAX_TRAINING_RUNTIME_MINUTES))] = (
+        60
+    )
+    training_hyperparameters: Annotated[dict[str, Any], BeforeValidator(_mapping)] = {}  # pydantic copies it
+    training_exporter: Literal["client", "unload"] = "client"
+    training_storage_integration: Annotated[str | None, _optional(_ident("storage integration").func)] = None
+    training_storage_aws_iam_user_arn: Annotated[
+        str | None,
+        _optional(
+            _pattern(
+                _IAM_USER_ARN,
+                "expected STORAGE_AWS_IAM_USER_ARN from DESC INTEGRATION, e.g. 'arn:aws:iam::123456789012:user/abc1-b-self1234'",
+            )
+        ),
+    ] = None
+    training_storage_aws_external_id: Annotated[
+        str | None,
+        _optional(
+            _pattern(
+                _EXTERNAL_ID,
+                "expected STORAGE_AWS_EXTERNAL_ID from DESC INTEGRATION, e.g. 'MYORG_SFCRole=2_abc123='",
+            )
+        ),
+    ] = None
+    training_stage: Annotated[
+        str,
+        BeforeValidator(
+            _pattern(
+                _TABLE, "expected a stage name (stage, schema.stage or db.schema.stage) of plain identifiers"
+            )
+        ),
+    ] = Field(default_factory=_default_stage)
+    training_schedule: Annotated[str | None, _optional(_check_schedule)] = None
+    training_schedule_time_zone: Annotated[str | None, _optional(_time_zone)] = None
+    training_run_retention_days: Annotated[int, BeforeValidator(_whole(1, 3650))] = 30
 
     @field_validator("availability_zones", mode="before")
     @classmethod
@@ -398,6 +557,19 @@ class AppConfig(BaseModel):
         if unknown:
             raise _invalid(unknown[0], "expected services among " + ", ".join(INTERFACE_ENDPOINT_SERVICES))
         return tuple(dict.fromkeys(items))
+
+    @field_validator("training_hyperparameters", mode="after")
+    @classmethod
+    def _known_hyperparameters(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        objective = info.data.get("training_objective")
+        training_pd = _training_definition()
+        if objective is None:  # the objective itself is wrong and reported
+            return value
+        try:
+            training_pd.check_hyperparameters(value, objective=objective)
+        except training_pd.PipelineDefinitionError as exc:
+            raise _invalid(value, str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _settings_agree(self) -> AppConfig:
@@ -465,6 +637,75 @@ class AppConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _training_agrees(self) -> AppConfig:
+        """The Training stack's settings that depend on each other or on the region."""
+        training_pd = _training_definition()
+        if self.region not in training_pd.XGBOOST_REGISTRY_ACCOUNTS:
+            raise _invalid(
+                self.region,
+                "the Training stack's built-in XGBoost image is published for "
+                + ", ".join(sorted(training_pd.XGBOOST_REGISTRY_ACCOUNTS))
+                + "; deploy to one of those",
+                key="region",
+            )
+        if not self.s3_prefix_list_id and self.region not in S3_PREFIX_LISTS:
+            raise _Problem(
+                f"is required in {self.region}: the training instances reach S3 only through its prefix "
+                "list; find it with `aws ec2 describe-managed-prefix-lists --filters "
+                f"Name=prefix-list-name,Values=com.amazonaws.{self.region}.s3`",
+                key="s3_prefix_list_id",
+            )
+        label, id_column = self.training_label.upper(), self.training_id_column.upper()
+        if label == id_column:
+            raise _invalid(
+                self.training_id_column,
+                f"the id column splits the rows and cannot be the label '{self.training_label}'",
+                key="training_id_column",
+            )
+        taken = [f for f in self.training_features or () if f.upper() in (label, id_column)]
+        if taken:
+            raise _invalid(
+                taken[0],
+                f"the features may not include the label '{self.training_label}' or the id column "
+                f"'{self.training_id_column}'",
+                key="training_features",
+            )
+        spec = training_pd.OBJECTIVES[self.training_objective]
+        threshold = self.training_metric_threshold
+        if self.training_objective == "binary" and not 0 < threshold <= 1:
+            raise _invalid(
+                threshold,
+                f"the binary gate reads {spec.metric}, so the threshold is between 0 and 1 (e.g. 0.7)",
+                key="training_metric_threshold",
+            )
+        if self.training_objective == "regression" and not threshold > 0:
+            raise _invalid(
+                threshold,
+                f"the regression gate reads {spec.metric}, so the threshold is above 0",
+                key="training_metric_threshold",
+            )
+        if self.training_exporter == "unload":
+            for key in (
+                "training_storage_integration",
+                "training_storage_aws_iam_user_arn",
+                "training_storage_aws_external_id",
+            ):
+                if not getattr(self, key):
+                    raise _Problem(
+                        "is required when training_exporter is 'unload': run `snowsage train setup-sql`, "
+                        "let the Snowflake admin create the integration, then set the integration name "
+                        "and the two values DESC INTEGRATION shows",
+                        key=key,
+                    )
+        if self.training_schedule_time_zone and not (self.training_schedule or "").startswith("cron("):
+            raise _invalid(
+                self.training_schedule_time_zone,
+                "a time zone applies to a 'cron(...)' training_schedule only",
+                key="training_schedule_time_zone",
+            )
+        return self
+
     @property
     def stack_prefix(self) -> str:
         return f"SnowSage-{self.env_name}"
@@ -479,6 +720,32 @@ class AppConfig(BaseModel):
         if self.check_schedule is None:
             return None
         return schedule_period_seconds(self.check_schedule)
+
+    @property
+    def training_period_seconds(self) -> int | None:
+        """How often scheduled training runs (a day for a daily cron); None when it is off."""
+        if self.training_schedule is None:
+            return None
+        return schedule_period_seconds(self.training_schedule)
+
+    @property
+    def training_s3_prefix_list_id(self) -> str:
+        """The prefix list the training instances reach S3 by (validated to exist)."""
+        return self.s3_prefix_list_id or S3_PREFIX_LISTS[self.region]
+
+    def training_export_fields(self) -> dict[str, Any]:
+        """The export function's static settings (``snowsage.training.spec.export_config`` fields)."""
+        is_query = bool(_QUERY.match(self.training_source))
+        return {
+            "query" if is_query else "table": self.training_source,
+            "label": self.training_label,
+            "id_column": self.training_id_column,
+            "features": list(self.training_features) if self.training_features else None,
+            "validation_percent": self.training_validation_percent,
+            "files": self.training_instance_count,
+            "exporter": self.training_exporter,
+            "stage": self.training_stage if self.training_exporter == "unload" else None,
+        }
 
     @property
     def account_host(self) -> str:
@@ -504,7 +771,9 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
     try:
         return AppConfig.model_validate({k: v for k, v in context.items() if not _is_cdk_key(k)})
     except ValidationError as exc:
-        errors = exc.errors()
+        # A default computed from other settings is not computed once one of them is wrong;
+        # that setting's own line says what to fix.
+        errors = [e for e in exc.errors() if e["type"] != "default_factory_not_called"]
     unknown = sorted(_describe(e) for e in errors if e["type"] == "extra_forbidden")
     invalid = [_describe(e) for e in errors if e["type"] != "extra_forbidden"]
     raise ConfigError("\n".join(unknown + invalid))

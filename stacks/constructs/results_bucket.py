@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import aws_cdk as cdk
@@ -11,6 +12,11 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from .nag import PolicySink, acknowledge, checkov_skip, via_service
+
+# Python's Bucket.add_lifecycle_rule takes an s3.LifecycleRule's fields as keywords, not the struct.
+_LIFECYCLE_RULE_FIELDS = tuple(
+    name for name in inspect.signature(s3.Bucket.add_lifecycle_rule).parameters if name != "self"
+)
 
 
 class ResultsBucket(Construct):
@@ -88,6 +94,11 @@ class ResultsBucket(Construct):
             ],
         )
         self._ack_replication(self.bucket)
+
+    def add_lifecycle_rule(self, rule: s3.LifecycleRule) -> None:
+        """Another unit's rule for its own prefix (the training runs' expiry)."""
+        fields = {name: getattr(rule, name) for name in _LIFECYCLE_RULE_FIELDS}
+        self.bucket.add_lifecycle_rule(**{k: v for k, v in fields.items() if v is not None})
 
     @property
     def bucket_arn(self) -> str:

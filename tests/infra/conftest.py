@@ -35,6 +35,11 @@ PRIVATELINK = {
     "alarm_email": "data-platform@example.com",
     "check_schedule": "rate(30 minutes)",
     "removal_policy": "destroy",
+    # The Training stack's other shape: scheduled (schedule, alarms, dead-letter queue), on demand.
+    "training_schedule": "cron(0 3 * * ? *)",
+    "training_schedule_time_zone": "Europe/Berlin",
+    "training_spot": "false",
+    "training_hyperparameters": {"max_depth": 6, "eta": 0.2},
 }
 
 

@@ -21,8 +21,25 @@ def _one(resources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     return next(iter(resources.items()))
 
 
+# What the Training stack adds to the same topic and key for its failure rule and alarms
+# (tests/infra/test_training_constructs.py and test_training_config.py cover those).
+TRAINING_SIDS = frozenset(
+    {
+        "AllowTrainingFailureRuleToPublish",
+        "AllowTrainingAlarmsToPublish",
+        "AllowEventBridgeToPublishToEncryptedTopic",
+        "AllowTrainingAlarmsToPublishToEncryptedTopic",
+    }
+)
+
+
 def _statements_for(document: dict[str, Any], service: str) -> list[dict[str, Any]]:
-    return [st for st in document["Statement"] if st.get("Principal") == {"Service": service}]
+    """The check's statements for ``service`` (the Training stack's are left out)."""
+    return [
+        st
+        for st in document["Statement"]
+        if st.get("Principal") == {"Service": service} and st.get("Sid") not in TRAINING_SIDS
+    ]
 
 
 def _actions(statement: dict[str, Any]) -> set[str]:

@@ -65,7 +65,7 @@ def test_acknowledgments_name_one_finding_each() -> None:
 
 def test_cfn_lint_clean(any_synth: Synth) -> None:
     templates = sorted(str(p) for p in any_synth.outdir.glob("*.template.json"))
-    assert len(templates) == 3
+    assert len(templates) == 4
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "cfn-lint"),
@@ -118,4 +118,5 @@ def test_templates_written_per_stack(nat: Synth) -> None:
         "SnowSage-dev-Data.template.json",
         "SnowSage-dev-Network.template.json",
         "SnowSage-dev-Notebook.template.json",
+        "SnowSage-dev-Training.template.json",
     ]

@@ -372,7 +372,7 @@ def _stub_run(
     execution_id: str,
     state: str,
     steps: list[dict[str, Any]],
-    metric: float,
+    metric: float | None,
 ) -> None:
     arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{t.pipeline}"
     execution_arn = f"{arn}/execution/{execution_id}"
@@ -406,6 +406,8 @@ def _stub_run(
         {"PipelineExecutionSteps": steps},
         {"PipelineExecutionArn": execution_arn, "SortOrder": "Ascending"},
     )
+    if metric is None:  # no Train step ran: nothing reads the training job
+        return
     stubber.add_response(
         "describe_training_job",
         {
@@ -531,6 +533,28 @@ def test_status_text_of_a_failed_training_job_names_the_log(deploy_training, run
     r = run("--env", t.env, "train", "status", "def456")
     assert r.exit_code == 1
     assert "/aws/sagemaker/TrainingJobs, streams pipelines-abc-Train-x1/" in r.stdout
+
+
+def test_status_of_a_failed_export_points_at_the_functions_log(
+    deploy_training, run, stubbed_sagemaker
+) -> None:
+    t = deploy_training()
+    reason = "the source returns no rows: widen the query"
+    _stub_run(
+        stubbed_sagemaker,
+        t,
+        "ghi789",
+        "Failed",
+        [_step("Export", "Failed", {"Lambda": {"Arn": "arn:aws:lambda:x"}}, reason)],
+        metric=None,
+    )
+    r = run("--env", t.env, "train", "status", "ghi789")
+    assert r.exit_code == 1
+    assert (
+        f"what to do: step Export failed: {reason}; its log is in CloudWatch log group /aws/lambda/{t.function}; "
+        "fix what it says, then `snowsage train start`"
+    ) in r.stdout.splitlines()
+    assert "metric: validation:rmse = not reported yet (gate: <= 40000)" in r.stdout
 
 
 def test_status_of_an_unknown_execution_says_where_to_look(deploy_training, run) -> None:

@@ -68,9 +68,11 @@ def _run_lines(r: RunStatus) -> list[str]:
         lines.append("no step has started yet")
     m = r.metric
     if m is not None:
-        value = "not reported yet" if m.value is None else f"{m.value:g}"
-        gate = f" (gate: {m.comparison} {m.threshold:g})" if m.comparison and m.threshold is not None else ""
-        verdict = "" if m.passed is None else (": passed" if m.passed else ": below the gate")
+        value = "not reported yet" if m.value is None else f"{m.value:.10g}"
+        gate = (
+            f" (gate: {m.comparison} {m.threshold:.10g})" if m.comparison and m.threshold is not None else ""
+        )
+        verdict = "" if m.passed is None else (": passes the gate" if m.passed else ": fails the gate")
         lines.append(f"metric: {m.name} = {value}{gate}{verdict}")
     if r.next_step:
         lines.append(f"what to do: {r.next_step}")

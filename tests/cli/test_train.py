@@ -483,7 +483,7 @@ def test_status_of_a_run_below_the_gate_shows_each_step_the_metric_and_what_to_d
     assert table["Gate"][4] == "outcome False"
     assert table["Train"][4] == "training job pipelines-abc-Train-x1"
     assert table["ModelBelowThreshold"][1] == "Failed" and table["ModelBelowThreshold"][4] == GATE_MESSAGE
-    assert "metric: validation:rmse = 52000.5 (gate: <= 40000): below the gate" in lines
+    assert "metric: validation:rmse = 52000.5 (gate: <= 40000): fails the gate" in lines
     assert (
         f"what to do: step ModelBelowThreshold failed: {GATE_MESSAGE[:-1]}; fix what it says, then `snowsage train start`"
         in lines

@@ -14,7 +14,7 @@ from .constructs.training.training import TrainingSchedule
 from .data_stack import DataStack
 from .network_stack import NetworkStack
 from .notebook_stack import NotebookStack
-from .training_stack import TrainingOptions, TrainingStack
+from .training_stack import TrainingOptions, TrainingStack, UnloadTrust
 
 
 def training_options(cfg: AppConfig) -> TrainingOptions:
@@ -35,6 +35,13 @@ def training_options(cfg: AppConfig) -> TrainingOptions:
         hyperparameters=dict(cfg.training_hyperparameters),
         schedule=schedule,
         run_retention_days=cfg.training_run_retention_days,
+        unload=(
+            UnloadTrust(cfg.training_storage_aws_iam_user_arn, cfg.training_storage_aws_external_id)
+            if cfg.training_exporter == "unload"
+            and cfg.training_storage_aws_iam_user_arn
+            and cfg.training_storage_aws_external_id
+            else None
+        ),
     )
 
 

@@ -14,14 +14,23 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from .constructs.nag import checkov_skip
+from .constructs.nag import acknowledge, checkov_skip, via_service, wildcard_finding
 from .constructs.training import pipeline_definition as pd
 from .constructs.training.training import EXPORT_SOURCE, ParameterReader, Training, TrainingSchedule
+
+
+@dataclass(frozen=True)
+class UnloadTrust:
+    """What the Snowflake admin's ``DESC INTEGRATION`` shows: who assumes the unload role, and how."""
+
+    iam_user_arn: str  # STORAGE_AWS_IAM_USER_ARN
+    external_id: str  # STORAGE_AWS_EXTERNAL_ID
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class TrainingOptions:
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     schedule: TrainingSchedule | None = None
     run_retention_days: int = 30
+    unload: UnloadTrust | None = None  # the unload exporter's storage integration, when chosen
 
 
 class TrainingStack(cdk.Stack):
@@ -105,6 +115,11 @@ class TrainingStack(cdk.Stack):
             "ec2:CreateNetworkInterfacePermission/DeleteNetworkInterfacePermission, which take no resource; "
             "kms:CreateGrant is limited to grants for AWS resources on the one key.",
         )
+        self.unload_role = (
+            self._build_unload_role(env_name, options.unload, key=key, bucket_name=bucket_name)
+            if options.unload
+            else None
+        )
         outputs = {
             "TrainingPipelineName": (
                 self.training.pipeline_name,
@@ -127,5 +142,57 @@ class TrainingStack(cdk.Stack):
                 "Days run data is kept (the bucket's lifecycle rule)",
             ),
         }
+        if self.unload_role is not None:
+            outputs["TrainingUnloadRoleArn"] = (
+                self.unload_role.role_arn,
+                "The storage integration's STORAGE_AWS_ROLE_ARN (`snowsage train setup-sql`)",
+            )
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)
+
+    def _build_unload_role(
+        self, env_name: str, trust: UnloadTrust, *, key: kms.IKey, bucket_name: str
+    ) -> iam.Role:
+        """The role Snowflake's storage integration assumes to write a run's files: only its IAM
+        user, only with the integration's external id, only under the runs prefix."""
+        bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket_name}"
+        runs = f"{bucket_arn}/{pd.RUNS_PREFIX}*"
+        policy = iam.ManagedPolicy(
+            self,
+            "UnloadRolePolicy",
+            description=f"snowsage {env_name} training unload: Snowflake writes run files under {pd.RUNS_PREFIX}",
+            statements=[
+                iam.PolicyStatement(sid="WriteRunFiles", actions=["s3:PutObject"], resources=[runs]),
+                iam.PolicyStatement(
+                    sid="ListRunsPrefix",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{pd.RUNS_PREFIX}*"]}},
+                ),
+                iam.PolicyStatement(
+                    sid="LocateBucket", actions=["s3:GetBucketLocation"], resources=[bucket_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="EncryptRunFilesViaS3",
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": via_service("s3", self)}},
+                ),
+            ],
+        )
+        acknowledge(
+            policy,
+            wildcard_finding(runs),
+            "Snowflake writes each run under its own execution id, known only at run time, inside the runs prefix.",
+        )
+        role = iam.Role(
+            self,
+            "UnloadRole",
+            role_name=f"snowsage-{env_name}-training-unload",
+            description=f"snowsage {env_name} training unload: assumed by the Snowflake storage integration only",
+            assumed_by=iam.ArnPrincipal(trust.iam_user_arn).with_conditions(
+                {"StringEquals": {"sts:ExternalId": trust.external_id}}
+            ),
+            managed_policies=[policy],
+        )
+        return role

@@ -40,6 +40,11 @@ PRIVATELINK = {
     "training_schedule_time_zone": "Europe/Berlin",
     "training_spot": "false",
     "training_hyperparameters": {"max_depth": 6, "eta": 0.2},
+    # ...and the unload exporter: the role Snowflake's storage integration assumes.
+    "training_exporter": "unload",
+    "training_storage_integration": "SNOWSAGE_TRAINING_INT",
+    "training_storage_aws_iam_user_arn": "arn:aws:iam::123456789012:user/abc1-b-self1234",
+    "training_storage_aws_external_id": "MYORG_SFCRole=2_abcdefg123=",
 }
 
 

@@ -359,3 +359,41 @@ def test_the_check_topic_and_key_let_the_training_failure_rule_notify(nat: Synth
     (key,) = nat.resources("data", "AWS::KMS::Key").values()
     sids = {st.get("Sid") for st in key["Properties"]["KeyPolicy"]["Statement"]}
     assert "AllowEventBridgeToPublishToEncryptedTopic" in sids
+
+
+def _unload_role(s: Synth) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    roles = {k: r for k, r in s.resources("training", "AWS::IAM::Role").items() if k.startswith("UnloadRole")}
+    assert len(roles) <= 1
+    if not roles:
+        return {}, []
+    (role,) = roles.values()
+    (policy,) = [
+        p
+        for k, p in s.resources("training", "AWS::IAM::ManagedPolicy").items()
+        if k.startswith("UnloadRolePolicy")
+    ]
+    return role["Properties"], policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_unload_role_trusts_only_the_integrations_user_with_its_external_id(
+    nat: Synth, privatelink: Synth
+) -> None:
+    assert _unload_role(nat) == ({}, [])  # client exporter: no role, no output
+    assert "TrainingUnloadRoleArn" not in nat.raw("training")["Outputs"]
+    role, statements = _unload_role(privatelink)  # training_exporter=unload in that configuration
+    assert role["RoleName"] == "snowsage-pl-training-unload"
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": USER_ARN}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}
+    by_sid = {st["Sid"]: st for st in statements}
+    assert by_sid["WriteRunFiles"]["Action"] == "s3:PutObject"
+    assert _joined(by_sid["WriteRunFiles"]["Resource"]).endswith("/training/runs/*")
+    assert by_sid["ListRunsPrefix"]["Condition"] == {"StringLike": {"s3:prefix": ["training/runs/*"]}}
+    assert by_sid["EncryptRunFilesViaS3"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    }
+    assert "TrainingUnloadRoleArn" in privatelink.raw("training")["Outputs"]
+    export = json.loads(
+        _joined(_export_function(privatelink)["Environment"]["Variables"][EXPORT_CONFIG_ENV_VAR])
+    )
+    assert export["exporter"] == "unload" and export["stage"] == "ANALYTICS.PUBLIC.SNOWSAGE_TRAINING"

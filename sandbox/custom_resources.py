@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snowsage.aws import error_code
+
 from .lambda_runtime import function_asset, invoke
 
 POLL_SECONDS = 0.2
@@ -154,7 +156,7 @@ class CustomResourceRunner:
             try:
                 call(GroupId=group, IpPermissions=[permission])
             except ec2.exceptions.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "InvalidPermission.NotFound":
+                if error_code(exc) != "InvalidPermission.NotFound":
                     raise
 
     def _respond(self, event: Mapping[str, Any], physical_id: str, data: Mapping[str, Any]) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 
 from sandbox.training import _worker
 from sandbox.training.definition import sagemaker_model
+from snowsage.aws import error_code
 
 PARQUET = "application/x-parquet"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -250,7 +251,7 @@ def _assign(s3: Any, name: str, channel: Mapping[str, str], hosts: list[str]) ->
             if not obj["Key"].endswith("/")
         )
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
+        code = error_code(exc) or "error"
         raise TrainingError(f"channel {name!r}: cannot list {channel['uri']}: {code}") from None
     if not keys:
         raise TrainingError(f"channel {name!r}: no objects under {channel['uri']}")

@@ -63,8 +63,13 @@ STEPS = (
     "snowsage credentials status",
     "connectivity check (synthesized Lambda asset)",
     "example notebook",
+    "training pipeline (synthesized definition)",
     "summary",
 )
+
+
+class StepSkipped(Exception):
+    """Raised inside a step that does not apply to this deployment; its message is the reason."""
 
 
 class StepFailed(Exception):
@@ -119,6 +124,9 @@ class Sandbox:
         start = time.monotonic()
         try:
             yield
+        except StepSkipped as skipped:
+            self.say(f"[{number}/{len(STEPS)}] {name}: skipped ({skipped})")
+            return
         except StepFailed:
             raise
         except (Exception, KeyboardInterrupt) as exc:
@@ -376,15 +384,21 @@ class Sandbox:
                     f"diagnosis: {report.diagnosis}"
                 )
 
-    def host_libraries(self) -> Path:
-        """This machine's build of the check function's pinned wheels (same bundling code, arch=None)."""
+    def host_libraries(self, requirements: Path | None = None) -> Path:
+        """This machine's build of a function's pinned wheels (same bundling code, arch=None);
+        the check function's by default."""
         code = (
+            "import sys\n"
+            "from pathlib import Path\n"
             "from stacks.constructs.bundling import pip_target\n"
             "from stacks.constructs.connectivity_check import CHECK_SOURCE\n"
             "from stacks.constructs.lambda_defaults import LAMBDA_PYTHON_VERSION\n"
-            "print(pip_target(CHECK_SOURCE / 'requirements.txt', python_version=LAMBDA_PYTHON_VERSION, arch=None))"
+            "pins = Path(sys.argv[1]) if len(sys.argv) > 1 else CHECK_SOURCE / 'requirements.txt'\n"
+            "print(pip_target(pins, python_version=LAMBDA_PYTHON_VERSION, arch=None))"
         )
-        out = self.run([sys.executable, "-c", code], log="host-bundle.log", timeout=600)
+        args = [sys.executable, "-c", code, *([str(requirements)] if requirements else [])]
+        log = f"host-bundle-{requirements.parent.name}.log" if requirements else "host-bundle.log"
+        out = self.run(args, log=log, timeout=600)
         return Path(out.strip().splitlines()[-1])
 
     def notebook(self) -> None:
@@ -415,6 +429,52 @@ class Sandbox:
                 nbformat.write(nb, self.work / "notebook" / self.o.notebook.name)
             self.result.facts["notebook_out"] = self.work / "notebook" / self.o.notebook.name
             self.result.facts["parquet"] = self.results_object()
+
+    def training(self) -> None:
+        """Issue 14's pipeline: the synthesized definition resolved against moto, its steps run here."""
+        from sandbox import training_demo
+
+        stack = f"{self.cfg.stack_prefix}-Training"
+        with self.step("training pipeline (synthesized definition)"):
+            if not (self.cdk_out / f"{stack}.template.json").exists():
+                raise StepSkipped(f"the app has no {stack} stack")
+            try:
+                outcome = training_demo.run_training(
+                    cdk_out=self.cdk_out,
+                    stack=stack,
+                    client=self.client,
+                    aws_env=self.aws_env,
+                    region=REGION,
+                    library_path=[self.host_libraries(training_demo.EXPORT_REQUIREMENTS)],
+                    work_dir=self.work / "training",
+                    log_dir=self.logs,
+                    scalar=self.snowflake_scalar,
+                )
+            except training_demo.TrainingDemoError as exc:
+                raise self.fail(str(exc)) from None
+            self.result.facts["training"] = outcome
+
+    def snowflake_scalar(self, sql: str) -> Any:
+        """One value from fakesnow, in the configured database and schema (as the loader connects)."""
+        import snowflake.connector
+
+        assert self.fakesnow is not None
+        conn = snowflake.connector.connect(
+            account=self.cfg.snowflake_account,
+            user="SANDBOX_LOADER",
+            password="sandbox",  # noqa: S106 - fakesnow ignores authentication
+            host=servers.LOOPBACK,
+            port=self.fakesnow.port,
+            protocol="http",
+            database=self.cfg.snowflake_database,
+            schema=self.cfg.snowflake_schema,
+            login_timeout=30,
+            network_timeout=60,
+        )
+        try:
+            return conn.cursor().execute(sql).fetchone()[0]  # type: ignore[union-attr,index]
+        finally:
+            conn.close()
 
     def write_notebook_settings(self) -> Path:
         """What on_start.sh writes: the SETTINGS_B64 value of the deployed lifecycle configuration."""
@@ -554,6 +614,12 @@ def render_summary(facts: Mapping[str, Any], cfg: Any) -> str:
         )
         with _pandas_width():
             lines += ["  " + line for line in frame.head(5).to_string(index=False).splitlines()]
+    training = facts.get("training")
+    if training:
+        from sandbox import training_demo
+
+        lines.append("")
+        lines += training_demo.render(training)
     lines += [
         "",
         "For a real account: set snowflake_account (and user, role, warehouse) in cdk.json, configure AWS",
@@ -585,6 +651,7 @@ def run(options: Options | None = None) -> Result:
         sandbox.operator_cli()
         sandbox.connectivity_check()
         sandbox.notebook()
+        sandbox.training()
         sandbox.summary()
         result.ok = True
     except StepFailed as exc:

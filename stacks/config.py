@@ -375,8 +375,9 @@ def _training_definition() -> ModuleType:
 
 
 def _default_threshold(data: dict[str, Any]) -> float:
-    """An RMSE the sandbox's housing prices pass easily, or an AUC better than chance."""
-    return 0.7 if data.get("training_objective") == "binary" else 100000.0
+    """An RMSE the sandbox's housing prices pass (about 155,000 on their numeric columns, below the
+    price's standard deviation of 250,000: better than predicting the mean), or an AUC better than chance."""
+    return 0.7 if data.get("training_objective") == "binary" else 200000.0
 
 
 def _default_stage(data: dict[str, Any]) -> str:

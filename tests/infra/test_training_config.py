@@ -37,7 +37,7 @@ def test_defaults_train_a_regression_on_the_sandbox_housing_table() -> None:
         "exporter": "client",
         "stage": None,
     }
-    assert cfg.training_objective == "regression" and cfg.training_metric_threshold == 100000.0
+    assert cfg.training_objective == "regression" and cfg.training_metric_threshold == 200000.0
     assert cfg.training_schedule is None and cfg.training_period_seconds is None
     assert cfg.training_s3_prefix_list_id == "pl-63a5400a"
 
@@ -291,7 +291,7 @@ def test_pipeline_parameters_follow_the_config(nat: Synth, privatelink: Synth) -
         "InstanceCount": 2,
         "InstanceType": "ml.m5.xlarge",
         "MinimumRows": 100,
-        "MetricThreshold": 100000.0,
+        "MetricThreshold": 200000.0,
     }
     steps = {s["Name"]: s for s in _definition(privatelink)["Steps"]}
     train = steps["DataCheck"]["Arguments"]["IfSteps"][0]["Arguments"]

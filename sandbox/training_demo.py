@@ -24,6 +24,7 @@ Lambda, a role's from IAM, a security group's id). A resource moto skipped has n
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,6 +356,7 @@ class TrainingOutcome:
     packages_in_moto: tuple[Mapping[str, Any], ...]  # ListModelPackages of the group, after the run
     manifest: Mapping[str, Any]
     start_parameters: Mapping[str, Any]  # what the sandbox passed to StartPipelineExecution
+    skipped_by_moto: Mapping[str, int]  # resource type -> how many of the stack's moto did not create
 
 
 def gate_of(pipeline: PipelineDefinition, run: PipelineRun) -> Gate:
@@ -521,6 +523,13 @@ def run_training(
         packages_in_moto=packages,
         manifest=manifest,
         start_parameters=parameters,
+        skipped_by_moto=dict(
+            sorted(
+                Counter(
+                    r["Type"] for lid, r in template["Resources"].items() if lid not in deployment.physical
+                ).items()
+            )
+        ),
     )
 
 
@@ -571,6 +580,9 @@ def render(outcome: TrainingOutcome) -> list[str]:
     lines = [
         f"Training pipeline {outcome.pipeline} ({outcome.stack}; execution {outcome.execution_arn.rsplit('/', 1)[-1]} "
         "started in moto, its steps run here):",
+        "  skipped by moto: "
+        + (", ".join(f"{t} x{n}" for t, n in outcome.skipped_by_moto.items()) or "none")
+        + f"; the sandbox created {PIPELINE_TYPE} and {PACKAGE_GROUP_TYPE} in moto from the template",
         "  steps: " + " -> ".join(f"{s.name} {s.status.lower()}" for s in outcome.run.steps),
         f"  export: {export['train_rows']:,} train rows in {export['train_files']} files, "
         f"{export['validation_rows']:,} validation rows in {export['validation_files']} files "

@@ -96,6 +96,8 @@ def test_a_model_package_is_registered_in_moto(demo_run: Any) -> None:
     assert outcome.model_package_arn in listed
     assert listed[outcome.model_package_arn]["ModelApprovalStatus"] == "PendingManualApproval"
     assert f"model package: {outcome.model_package_arn} (PendingManualApproval)" in output
+    # moto's CloudFormation skipped the package group: the sandbox created it from the template.
+    assert outcome.skipped_by_moto.get("AWS::SageMaker::ModelPackageGroup") == 1
     assert [s.name for s in outcome.run.steps] == [
         pd.STEP_EXPORT, pd.STEP_DATA_CHECK, pd.STEP_TRAIN, pd.STEP_GATE, pd.STEP_REGISTER
     ]  # fmt: skip

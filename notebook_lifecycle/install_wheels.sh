@@ -98,15 +98,20 @@ print(json.dumps(found))
 PY
 }
 
-write_manifest() {  # as the owner, by a rename: the file means "this env is complete"
-  M_KEY="$KEY" M_PATH="$ENV_DIR/$MANIFEST" as_owner "$SYSTEM_PYTHON" - <<'PY'
+# write_manifest [keep]: as the owner, by a rename: the file means "this env is complete". With
+# "keep", only the wheelhouse it now stands for changes (same env under a new URI).
+write_manifest() {
+  M_KEEP="${1:-}" M_KEY="$KEY" M_PATH="$ENV_DIR/$MANIFEST" as_owner "$SYSTEM_PYTHON" - <<'PY'
 import json, os, tempfile, time
 e = os.environ
-doc = {
-    "key": e["M_KEY"], "wheelhouse": e["WHEELHOUSE_S3_URI"], "wheelhouse_sha256": e.get("S_SHA", ""),
-    "python": e["S_PYVER"], "installer": e["INSTALLER"], "versions": json.loads(e["S_VERSIONS"] or "{}"),
-    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-}
+doc = {"wheelhouse": e["WHEELHOUSE_S3_URI"], "wheelhouse_sha256": e.get("S_SHA", "")}
+if e["M_KEEP"]:
+    with open(e["M_PATH"]) as f:
+        doc = {**json.load(f), **doc}
+else:
+    doc.update(key=e["M_KEY"], python=e["S_PYVER"], installer=e["INSTALLER"],
+               versions=json.loads(e["S_VERSIONS"] or "{}"),
+               built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(e["M_PATH"]), prefix=".manifest.")
 with os.fdopen(fd, "w") as f:
     json.dump(doc, f, indent=2, sort_keys=True)
@@ -203,7 +208,7 @@ main() {
   if [[ "$current" == "envs/$KEY" ]] && as_owner test -f "$ENV_DIR/$MANIFEST" && verify_imports >/dev/null; then
     S_SOURCE="unchanged" S_VERSIONS="$(installed_versions)"
     # The same env under a new wheelhouse URI (only helpers changed): the next start is ready at once.
-    as_owner grep -qsF "\"wheelhouse\": \"$WHEELHOUSE_S3_URI\"" "$ENV_DIR/$MANIFEST" || write_manifest
+    as_owner grep -qsF "\"wheelhouse\": \"$WHEELHOUSE_S3_URI\"" "$ENV_DIR/$MANIFEST" || write_manifest keep
     register_kernel || log "could not register the snowsage kernel for $KERNEL_ENV"
     status ok "the snowsage kernel env is unchanged (built from this wheelhouse); nothing to do"
     return 0

@@ -181,8 +181,8 @@ main() {
   else
     status running "install started in the background; progress in $INSTALL_LOG"
   fi
-  # shellcheck disable=SC2016 # expanded by the background shell, which inherits the exports
-  nohup bash -c 'fetch_and_install || status failed "unexpected error (exit $?); see $INSTALL_LOG"' \
+  # shellcheck disable=SC2016 # the background shell expands it; nice: the user's kernel goes first
+  nohup nice -n 10 bash -c 'fetch_and_install || status failed "unexpected error (exit $?); see $INSTALL_LOG"' \
     </dev/null >>"$INSTALL_LOG" 2>&1 &
   log "background job started (pid $!)"
 }

@@ -67,6 +67,7 @@ def build_wheelhouse(
     requirements: str = PINS,
     tools: Path | None = None,
     notebook: str = '{"cells": [], "nbformat": 4, "nbformat_minor": 5}',
+    helpers: Path = LIFECYCLE,
 ) -> Path:
     """The zip layout the construct must build: wheels/, tools/, requirements.txt, notebooks/, helpers."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
@@ -79,7 +80,7 @@ def build_wheelhouse(
         z.writestr("requirements.txt", requirements)
         z.writestr(f"notebooks/{EXAMPLE_NOTEBOOK}", notebook)
         for helper in HELPERS:
-            z.write(LIFECYCLE / helper, helper)
+            z.write(helpers / helper, helper)
     return dest
 
 

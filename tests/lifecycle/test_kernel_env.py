@@ -128,6 +128,7 @@ def test_a_new_wheelhouse_with_only_other_helpers_or_notebooks_keeps_the_env(san
     first = upload(s3, tmp_path, "first.zip", wheels)
     built(sandbox, first)
     env = kernel_env_dir(sandbox)
+    manifest = json.loads((env / "snowsage-kernel.json").read_text())
     new_start(sandbox)
 
     other = upload(
@@ -135,6 +136,9 @@ def test_a_new_wheelhouse_with_only_other_helpers_or_notebooks_keeps_the_env(san
     )
     status = built(sandbox, other)
     assert status["source"] == "unchanged" and kernel_env_dir(sandbox) == env, status
+    recorded = json.loads((env / "snowsage-kernel.json").read_text())
+    assert recorded == {**manifest, "wheelhouse": other, "wheelhouse_sha256": recorded["wheelhouse_sha256"]}
+    assert recorded["wheelhouse_sha256"] != manifest["wheelhouse_sha256"]
     # The env now records the new wheelhouse, so the next start is ready in the foreground.
     new_start(sandbox)
     run_on_start(sandbox, start_values(other))

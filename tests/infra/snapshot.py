@@ -51,6 +51,17 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     elif isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
         for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             out.extend(differences(e, a, f"{path}[{i}]"))
+    elif isinstance(expected, str) and isinstance(actual, str) and expected != actual:
+        # Long strings (the lifecycle scripts) are shown around their first difference.
+        at = next(
+            (i for i, (e, a) in enumerate(zip(expected, actual, strict=False)) if e != a),
+            min(len(expected), len(actual)),
+        )
+        start = max(0, at - 40)
+        out.append(
+            f"{path or '/'} at character {at}: {json.dumps(expected[start : at + 80])} -> "
+            f"{json.dumps(actual[start : at + 80])}"
+        )
     elif expected != actual:
         out.append(f"{path or '/'}: {json.dumps(expected)[:120]} -> {json.dumps(actual)[:120]}")
     return out[:50]

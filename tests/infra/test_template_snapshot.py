@@ -35,3 +35,6 @@ def test_normalize_keeps_everything_but_asset_hashes() -> None:
     right = {"S3Key": f"{h2}.zip", "Size": 20, "Name": "deadbeef"}
     assert normalize(left) == normalize(right)
     assert differences(normalize(left), normalize({**right, "Size": 30})) == ["/Size: 20 -> 30"]
+    script = "#!/bin/bash\n" + "x=1\n" * 100
+    (where,) = differences({"S": script}, {"S": script.replace("x=1\nx=1\nx=1\n", "x=1\nnice x=1\n", 1)})
+    assert where.startswith("/S at character 16: ") and "nice" in where

@@ -448,33 +448,10 @@ class Sandbox:
                     library_path=[self.host_libraries(training_demo.EXPORT_REQUIREMENTS)],
                     work_dir=self.work / "training",
                     log_dir=self.logs,
-                    scalar=self.snowflake_scalar,
                 )
             except training_demo.TrainingDemoError as exc:
                 raise self.fail(str(exc)) from None
             self.result.facts["training"] = outcome
-
-    def snowflake_scalar(self, sql: str) -> Any:
-        """One value from fakesnow, in the configured database and schema (as the loader connects)."""
-        import snowflake.connector
-
-        assert self.fakesnow is not None
-        conn = snowflake.connector.connect(
-            account=self.cfg.snowflake_account,
-            user="SANDBOX_LOADER",
-            password="sandbox",  # noqa: S106 - fakesnow ignores authentication
-            host=servers.LOOPBACK,
-            port=self.fakesnow.port,
-            protocol="http",
-            database=self.cfg.snowflake_database,
-            schema=self.cfg.snowflake_schema,
-            login_timeout=30,
-            network_timeout=60,
-        )
-        try:
-            return conn.cursor().execute(sql).fetchone()[0]  # type: ignore[union-attr,index]
-        finally:
-            conn.close()
 
     def write_notebook_settings(self) -> Path:
         """What on_start.sh writes: the SETTINGS_B64 value of the deployed lifecycle configuration."""

@@ -43,8 +43,6 @@ from sandbox.training import (
     run_pipeline,
 )
 from sandbox.training.definition import ParameterRef, StepRef
-from snowsage.training import ExportSpec
-from snowsage.training.spec import EXPORT_CONFIG_ENV_VAR, quote
 from stacks.constructs.training import pipeline_definition as pd
 
 # The export function's pins: the sandbox builds them for this machine, as for the check function.
@@ -291,10 +289,6 @@ class ExportFunction:
         self.library_path, self.log = list(library_path), log
         self.calls: list[dict[str, Any]] = []
 
-    @property
-    def export_config(self) -> dict[str, Any]:
-        return dict(json.loads(self.environment.get(EXPORT_CONFIG_ENV_VAR) or "{}"))
-
     def __call__(self, *, function_arn: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         deployed = self.configuration["FunctionArn"]
         if function_arn != deployed:
@@ -426,30 +420,6 @@ def run_definition(
     return pipeline, run
 
 
-def baseline_parameters(
-    definition: Mapping[str, Any], export_config: Mapping[str, Any], scalar: Callable[[str], Any]
-) -> dict[str, Any]:
-    """For an RMSE gate, ``MetricThreshold`` = the label's standard deviation over the source (the
-    RMSE of always predicting the mean): a model registers only when it beats that. Empty otherwise.
-
-    The deployed default threshold is a number for a real table; the sandbox's data decides its own.
-    """
-    gate = PipelineDefinition.parse(definition).steps.get(pd.STEP_GATE)
-    cond = gate.arguments[0] if gate is not None and gate.arguments else {}
-    left, right = cond.get("LeftValue"), cond.get("RightValue")
-    if not (
-        isinstance(left, StepRef) and str(left.path[-2]).endswith(":rmse") and isinstance(right, ParameterRef)
-    ):
-        return {}
-    spec = ExportSpec.from_event(
-        {"execution_id": "baseline"}, defaults=export_config, default_bucket="baseline"
-    )
-    label = quote(spec.label)
-    # Identifiers validated and quoted by ExportSpec, the source as the export reads it.
-    value = scalar(f"select stddev_pop({label}) from {spec.source_sql}")  # noqa: S608
-    return {right.name: round(float(value), 2)}
-
-
 def run_training(
     *,
     cdk_out: Path,
@@ -460,7 +430,7 @@ def run_training(
     library_path: Sequence[Path],
     work_dir: Path,
     log_dir: Path,
-    scalar: Callable[[str], Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
     edit_definition: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> TrainingOutcome:
     """Resolve, create in moto, start, and run the stack's pipeline here (see the module docstring)."""
@@ -473,9 +443,7 @@ def run_training(
     sagemaker = client("sagemaker")
     create_in_moto(sagemaker, pipeline)
     export_fn = _export_function(deployment, template, cdk_out, aws_env, library_path, log_dir)
-    parameters = (
-        baseline_parameters(definition, export_fn.export_config, scalar) if scalar is not None else {}
-    )
+    parameters = dict(parameters or {})
     execution_arn = sagemaker.start_pipeline_execution(
         PipelineName=pipeline.name,
         PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()],
@@ -597,9 +565,7 @@ def render(outcome: TrainingOutcome) -> list[str]:
         )
     lines.append(f"  hosts' train rows are disjoint and cover all {export['train_rows']:,} train rows")
     for name, value in outcome.start_parameters.items():
-        lines.append(
-            f"  started with {name}={value}: the label's standard deviation, the RMSE of predicting the mean"
-        )
+        lines.append(f"  started with {name}={value}")
     lines.append(f"  gate: {outcome.gate.text}")
     lines.append(f"  model package: {outcome.model_package_arn} ({outcome.model_package_status})")
     return lines

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,33 @@ def fakesnow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     """fakesnow's HTTP server (see sandbox/fakesnow_server.py); connect with host 127.0.0.1,
     ``.port`` and protocol http, any account and credentials."""
     yield from _serve(tmp_path_factory, "fakesnow", servers.fakesnow_args, "/")
+
+
+@contextlib.contextmanager
+def housing_database(fakesnow: Server, prefix: str, user: str, rows: int) -> Iterator[tuple[Any, str, int]]:
+    """``rows`` deterministic housing rows (sandbox/sample_data.py) in ``<prefix>_<fresh>.PUBLIC.HOUSING``
+    on fakesnow: yields the open connection, the table (db.schema.table) and the row count loaded."""
+    import snowflake.connector
+
+    from sandbox.sample_data import housing_frame, load_housing
+
+    database = f"{prefix}_{uuid.uuid4().hex[:8].upper()}"
+    conn = snowflake.connector.connect(
+        account="sandbox",
+        user=user,
+        password="any",
+        host="127.0.0.1",
+        port=fakesnow.port,
+        protocol="http",
+        network_timeout=60,
+    )
+    try:
+        conn.cursor().execute(" ".join(["create database", database]))
+        conn.cursor().execute(" ".join(["create schema", database + ".PUBLIC"]))
+        table = database + ".PUBLIC.HOUSING"
+        yield conn, table, load_housing(conn, table, housing_frame(rows))
+    finally:
+        conn.close()
 
 
 AWS_ENV = {

@@ -18,9 +18,15 @@ from typing import Any
 import pytest
 
 import snowsage.notebook as nb
-from sandbox.sample_data import housing_frame, load_housing
 from snowsage import keys
-from tests.conftest import REGION, ServerProcess, make_settings, put_parameters, sandbox_values
+from tests.conftest import (
+    REGION,
+    ServerProcess,
+    housing_database,
+    make_settings,
+    put_parameters,
+    sandbox_values,
+)
 
 HOUSING_ROWS = 3000
 
@@ -107,23 +113,5 @@ class HousingTable:
 @pytest.fixture(scope="module")
 def housing_table(fakesnow_server: ServerProcess) -> Iterator[HousingTable]:
     """HOUSING_ROWS deterministic rows in <fresh db>.PUBLIC.HOUSING on the fakesnow server."""
-    import snowflake.connector
-
-    database = f"NB_{uuid.uuid4().hex[:8].upper()}"
-    conn = snowflake.connector.connect(
-        account="sandbox",
-        user="loader",
-        password="any",
-        host="127.0.0.1",
-        port=fakesnow_server.port,
-        protocol="http",
-        network_timeout=60,
-    )
-    try:
-        conn.cursor().execute(" ".join(["create database", database]))
-        conn.cursor().execute(" ".join(["create schema", database + ".PUBLIC"]))
-        table = database + ".PUBLIC.HOUSING"
-        rows = load_housing(conn, table, housing_frame(HOUSING_ROWS))
-        yield HousingTable(database, table, rows)
-    finally:
-        conn.close()
+    with housing_database(fakesnow_server, "NB", "loader", HOUSING_ROWS) as (_, table, rows):
+        yield HousingTable(table.split(".")[0], table, rows)

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.sample_data import housing_frame, load_housing
-from tests.conftest import REGION, ServerProcess
+from tests.conftest import REGION, ServerProcess, housing_database
 
 HOUSING_ROWS = 3000
 
@@ -29,26 +28,8 @@ class Housing:
 
 @pytest.fixture(scope="session")
 def housing(fakesnow_server: ServerProcess) -> Iterator[Housing]:
-    import snowflake.connector
-
-    database = f"TR_{uuid.uuid4().hex[:8].upper()}"
-    conn = snowflake.connector.connect(
-        account="sandbox",
-        user="trainer",
-        password="any",
-        host="127.0.0.1",
-        port=fakesnow_server.port,
-        protocol="http",
-        network_timeout=60,
-    )
-    try:
-        conn.cursor().execute(" ".join(["create database", database]))
-        conn.cursor().execute(" ".join(["create schema", database + ".PUBLIC"]))
-        table = database + ".PUBLIC.HOUSING"
-        rows = load_housing(conn, table, housing_frame(HOUSING_ROWS))
+    with housing_database(fakesnow_server, "TR", "trainer", HOUSING_ROWS) as (conn, table, rows):
         yield Housing(conn, table, rows)
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 import jsii
+from aws_cdk import aws_lambda as lambda_
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".build" / "bundles"
@@ -266,4 +267,19 @@ def local_bundling_options(bundler: object) -> cdk.BundlingOptions:
         image=cdk.DockerImage.from_registry("local-bundling-only"),
         # jsii calls try_bundle(output_dir, options) positionally; its stubs spell options as kwargs.
         local=bundler,  # type: ignore[arg-type]
+    )
+
+
+def function_code(source: Path, *, arch: str | None, python_version: str) -> lambda_.Code:
+    """A function's asset: the handler in ``source``, the snowsage library and pinned wheels for the
+    runtime. The hash of the inputs is known before bundling: a cdk.out that holds the asset already
+    is not bundled again, and the bundle itself comes from the cache under .build/."""
+    bundler = LambdaLocalBundling(
+        source, python_version=python_version, arch=arch, packages=[REPO_ROOT / "snowsage"]
+    )
+    return lambda_.Code.from_asset(
+        str(source),
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        asset_hash=bundler.asset_hash(),
+        bundling=local_bundling_options(bundler),
     )

@@ -22,16 +22,25 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from snowsage import metrics
 from snowsage.settings import SETTINGS_ENV_VAR
 from stacks.config import HEARTBEAT_PERIODS
 
-from .bundling import REPO_ROOT, LambdaLocalBundling, local_bundling_options
-from .lambda_defaults import LAMBDA_ARCH, LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, log_group
-from .nag import acknowledge, checkov_skip, least_privilege_role, via_service
+from .bundling import REPO_ROOT, function_code
+from .lambda_defaults import (
+    LAMBDA_ARCH,
+    LAMBDA_PYTHON_VERSION,
+    LAMBDA_RUNTIME,
+    acknowledge_vpc_function_wildcard,
+    dead_letter_queue,
+    encrypt_dead_letters_statement,
+    log_group,
+    vpc_function_statement,
+    write_logs_statement,
+)
+from .nag import checkov_skip, least_privilege_role
 from .parameters import SnowflakeParameters
 
 CHECK_SOURCE = REPO_ROOT / "lambda" / "connectivity_check"
@@ -56,17 +65,7 @@ class CheckNames:
 
 def check_code(arch: str | None = "aarch64", python_version: str = LAMBDA_PYTHON_VERSION) -> lambda_.Code:
     """The function's asset: handler, the snowsage library and pinned wheels for the runtime."""
-    bundler = LambdaLocalBundling(
-        CHECK_SOURCE, python_version=python_version, arch=arch, packages=[REPO_ROOT / "snowsage"]
-    )
-    # The hash of the inputs, known before bundling: a cdk.out that holds the asset already is
-    # not bundled again, and the bundle itself comes from the cache under .build/.
-    return lambda_.Code.from_asset(
-        str(CHECK_SOURCE),
-        asset_hash_type=cdk.AssetHashType.CUSTOM,
-        asset_hash=bundler.asset_hash(),
-        bundling=local_bundling_options(bundler),
-    )
+    return function_code(CHECK_SOURCE, arch=arch, python_version=python_version)
 
 
 class ConnectivityCheck(Construct):
@@ -91,55 +90,20 @@ class ConnectivityCheck(Construct):
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
         self.log_group = log_group(self, "Logs", key=key, retention=log_retention)
-        self.dead_letters = sqs.Queue(
-            self,
-            "FailedInvocations",
-            queue_name=names.dead_letter_queue,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter queue of the check function itself.",
+        self.dead_letters = dead_letter_queue(
+            self, "FailedInvocations", queue_name=names.dead_letter_queue, key=key, owner="the check function"
         )
         policy = iam.PolicyDocument()
         parameters.grant_read(policy)
         policy.add_statements(
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            ),
+            write_logs_statement(self.log_group),
             iam.PolicyStatement(
                 sid="DeadLetterFailedInvocations",
                 actions=["sqs:SendMessage"],
                 resources=[self.dead_letters.queue_arn],
             ),
-            iam.PolicyStatement(
-                sid="EncryptDeadLettersViaSqs",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": via_service("sqs", self)}},
-            ),
-            # A function in a VPC manages its network interfaces, and X-Ray takes trace
-            # segments; neither API supports resource-level permissions.
-            iam.PolicyStatement(
-                sid="VpcNetworkInterfacesAndTracing",
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSubnets",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                    "xray:PutTraceSegments",
-                    "xray:PutTelemetryRecords",
-                ],
-                resources=["*"],
-            ),
+            encrypt_dead_letters_statement(key, self),
+            vpc_function_statement(),
         )
         self.role = least_privilege_role(
             self,
@@ -180,12 +144,7 @@ class ConnectivityCheck(Construct):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
         )
-        acknowledge(
-            self,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ENI management for a function in a VPC and X-Ray trace segments do not support "
-            "resource-level permissions (the only statement with Resource '*').",
-        )
+        acknowledge_vpc_function_wildcard(self)
 
         checkov_skip(
             self.function,

@@ -8,6 +8,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from .connectivity_check import CheckNames
+from .nag import alarms_use_key_statement
 
 
 class EncryptionKey(Construct):
@@ -57,22 +58,8 @@ class EncryptionKey(Construct):
         # every alarm notification. CloudWatch sends the alarm as aws:SourceArn, so only the check's
         # own alarms in this account may use the key this way.
         self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCheckAlarmsToPublishToEncryptedTopic",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="cloudwatch",
-                            resource="alarm",
-                            resource_name=f"{check_names.alarm_prefix}*",
-                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    },
-                },
+            alarms_use_key_statement(
+                "AllowCheckAlarmsToPublishToEncryptedTopic", self, check_names.alarm_prefix
             )
         )
         # The check's schedule rule dead-letters undeliverable events into a queue under this key;

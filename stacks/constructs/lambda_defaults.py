@@ -1,14 +1,19 @@
-"""What every function of ours shares: runtime, architecture and an encrypted, retained log group."""
+"""What every function of ours shares: runtime, architecture, an encrypted retained log group, the
+statements a function in a VPC needs, and the encrypted dead-letter queue of what invokes it."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct, IConstruct
 
 from stacks.config import LOG_RETENTION_DAYS
+
+from .nag import acknowledge, via_service
 
 # The newest Python runtime aws-cdk-lib 2.275 knows; arm64 is cheaper per GB-second.
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -23,6 +28,68 @@ def log_group(scope: Construct, id: str, *, key: kms.IKey, retention: logs.Reten
         encryption_key=key,
         retention=retention,
         removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
+
+
+def write_logs_statement(group: logs.ILogGroup) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="WriteOwnLogs",
+        actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+        resources=[group.log_group_arn],
+    )
+
+
+def vpc_function_statement() -> iam.PolicyStatement:
+    # A function in a VPC manages its network interfaces, and X-Ray takes trace segments; neither
+    # API supports resource-level permissions.
+    return iam.PolicyStatement(
+        sid="VpcNetworkInterfacesAndTracing",
+        actions=[
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+        ],
+        resources=["*"],
+    )
+
+
+def acknowledge_vpc_function_wildcard(scope: IConstruct) -> None:
+    """The one finding ``vpc_function_statement`` raises, on the policy (or construct) that holds it."""
+    acknowledge(
+        scope,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ENI management for a function in a VPC and X-Ray trace segments do not support "
+        "resource-level permissions (the only statement with Resource '*').",
+    )
+
+
+def dead_letter_queue(scope: Construct, id: str, *, queue_name: str, key: kms.IKey, owner: str) -> sqs.Queue:
+    """An encrypted, TLS-only queue that keeps what ``owner`` could not deliver for 14 days."""
+    queue = sqs.Queue(
+        scope,
+        id,
+        queue_name=queue_name,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=cdk.Duration.days(14),
+    )
+    acknowledge(queue, "AwsSolutions-SQS3", f"This queue is the dead-letter queue of {owner} itself.")
+    return queue
+
+
+def encrypt_dead_letters_statement(key: kms.IKey, scope: Construct) -> iam.PolicyStatement:
+    """What sending to a ``dead_letter_queue`` needs of its key: only through SQS."""
+    return iam.PolicyStatement(
+        sid="EncryptDeadLettersViaSqs",
+        actions=["kms:GenerateDataKey", "kms:Decrypt"],
+        resources=[key.key_arn],
+        conditions={"StringEquals": {"kms:ViaService": via_service("sqs", scope)}},
     )
 
 

@@ -56,6 +56,29 @@ def via_service(service: str, scope: IConstruct) -> str:
     return f"{service}.{cdk.Stack.of(scope).region}.amazonaws.com"
 
 
+def alarms_use_key_statement(sid: str, scope: IConstruct, alarm_prefix: str) -> iam.PolicyStatement:
+    """A key-policy statement that lets CloudWatch publish the alarms named ``alarm_prefix*`` in this
+    account to a topic encrypted with the key; without it SNS refuses every alarm notification."""
+    stack = cdk.Stack.of(scope)
+    return iam.PolicyStatement(
+        sid=sid,
+        principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+        resources=["*"],
+        conditions={
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {
+                "aws:SourceArn": stack.format_arn(
+                    service="cloudwatch",
+                    resource="alarm",
+                    resource_name=f"{alarm_prefix}*",
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            },
+        },
+    )
+
+
 def wildcard_finding(resource: str) -> str:
     """The granular AwsSolutions-IAM5 finding ID cdk-nag reports for a resource string built
     from pseudo-parameters (it prints them as ``<AWS::AccountId>``)."""

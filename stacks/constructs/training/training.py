@@ -53,9 +53,19 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.interfaces import aws_events as events_ref
 from constructs import Construct, IConstruct
 
-from ..bundling import REPO_ROOT, LambdaLocalBundling, local_bundling_options
-from ..lambda_defaults import LAMBDA_ARCH, LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, log_group
-from ..nag import acknowledge, checkov_skip, least_privilege_role, wildcard_finding
+from ..bundling import REPO_ROOT, function_code
+from ..lambda_defaults import (
+    LAMBDA_ARCH,
+    LAMBDA_PYTHON_VERSION,
+    LAMBDA_RUNTIME,
+    acknowledge_vpc_function_wildcard,
+    dead_letter_queue,
+    encrypt_dead_letters_statement,
+    log_group,
+    vpc_function_statement,
+    write_logs_statement,
+)
+from ..nag import acknowledge, alarms_use_key_statement, checkov_skip, least_privilege_role, wildcard_finding
 from . import pipeline_definition as pd
 
 EXPORT_SOURCE = REPO_ROOT / "lambda" / "training_export"
@@ -146,15 +156,7 @@ def export_code(
             f"the training export handler {source / 'handler.py'} does not exist; it is the function the "
             "pipeline's Export step invokes (lambda/training_export)"
         )
-    bundler = LambdaLocalBundling(
-        source, python_version=python_version, arch=arch, packages=[REPO_ROOT / "snowsage"]
-    )
-    return lambda_.Code.from_asset(
-        str(source),
-        asset_hash_type=cdk.AssetHashType.CUSTOM,
-        asset_hash=bundler.asset_hash(),
-        bundling=local_bundling_options(bundler),
-    )
+    return function_code(source, arch=arch, python_version=python_version)
 
 
 @jsii.implements(events.IRuleTarget)
@@ -371,11 +373,7 @@ class Training(Construct):
         if parameters is not None:
             parameters.grant_read(statements)
         statements.add_statements(
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[group.log_group_arn],
-            ),
+            write_logs_statement(group),
             iam.PolicyStatement(
                 sid="WriteRunData",
                 # Multipart Parquet uploads, and a failed export deletes what it wrote.
@@ -394,22 +392,7 @@ class Training(Construct):
                 resources=[key.key_arn],
                 conditions={"StringEquals": {"kms:ViaService": self._via("s3")}},
             ),
-            # A function in a VPC manages its network interfaces, and X-Ray takes trace segments;
-            # neither API supports resource-level permissions.
-            iam.PolicyStatement(
-                sid="VpcNetworkInterfacesAndTracing",
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeSubnets",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                    "xray:PutTraceSegments",
-                    "xray:PutTelemetryRecords",
-                ],
-                resources=["*"],
-            ),
+            vpc_function_statement(),
         )
         role = least_privilege_role(
             self,
@@ -461,12 +444,7 @@ class Training(Construct):
             "CKV_AWS_173",
             "The environment holds settings and parameter names only, never a secret.",
         )
-        acknowledge(
-            self._policy("ExportRole"),
-            "AwsSolutions-IAM5[Resource::*]",
-            "ENI management for a function in a VPC and X-Ray trace segments do not support "
-            "resource-level permissions (the only statement with Resource '*').",
-        )
+        acknowledge_vpc_function_wildcard(self._policy("ExportRole"))
         for resource in (self._object_arn(f"{pd.RUNS_PREFIX}*"),):
             acknowledge(
                 self._policy("ExportRole"),
@@ -676,19 +654,12 @@ class Training(Construct):
 
     def _build_schedule(self, env_name: str, schedule: TrainingSchedule) -> scheduler.CfnSchedule:
         stack = cdk.Stack.of(self)
-        self.schedule_dead_letters = sqs.Queue(
+        self.schedule_dead_letters = dead_letter_queue(
             self,
             "ScheduleDeadLetters",
             queue_name=self.names.schedule_dead_letter_queue,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.schedule_dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter queue of the training schedule itself.",
+            key=self.key,
+            owner="the training schedule",
         )
         # Scheduler assumes the role naming the schedule's group as aws:SourceArn (confused-deputy guard).
         schedule_group_arn = stack.format_arn(
@@ -714,12 +685,7 @@ class Training(Construct):
                     actions=["sqs:SendMessage"],
                     resources=[self.schedule_dead_letters.queue_arn],
                 ),
-                iam.PolicyStatement(
-                    sid="EncryptDeadLettersViaSqs",
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[self.key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": self._via("sqs")}},
-                ),
+                encrypt_dead_letters_statement(self.key, self),
                 # The schedule's target input is stored under the key; Scheduler decrypts it as this role.
                 iam.PolicyStatement(
                     sid="DecryptScheduleViaScheduler",
@@ -846,22 +812,8 @@ class Training(Construct):
         ]
         if self.alarms:
             key_statements.append(
-                iam.PolicyStatement(
-                    sid="AllowTrainingAlarmsToPublishToEncryptedTopic",
-                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                    resources=["*"],
-                    conditions={
-                        "StringEquals": {"aws:SourceAccount": stack.account},
-                        "ArnLike": {
-                            "aws:SourceArn": stack.format_arn(
-                                service="cloudwatch",
-                                resource="alarm",
-                                resource_name=f"{self.names.alarm_prefix}*",
-                                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                            )
-                        },
-                    },
+                alarms_use_key_statement(
+                    "AllowTrainingAlarmsToPublishToEncryptedTopic", self, self.names.alarm_prefix
                 )
             )
         for statement in key_statements:

@@ -5,15 +5,14 @@ POWERTOOLS_METRICS_NAMESPACE), so a fresh deployment whose credentials are not s
 trips the CheckFailed alarm. A missing or malformed SNOWSAGE_SETTINGS is a deployment defect, not
 "not configured": it reports status "failed" with the settings step failed, and counts as CheckFailed.
 
-Parameters are read with Powertools' ``get_parameters_by_name`` (decrypted, cached for
-``PARAMETER_MAX_AGE`` seconds); the cache is dropped after any run that was not ok, so a fix
-(`snowsage credentials set`) is seen by the very next run. Nothing secret is logged or returned.
+Parameters are read with ``snowsage.lambda_parameters.fetch_parameters`` (Powertools, decrypted,
+cached for ``PARAMETER_MAX_AGE`` seconds); the cache is dropped after any run that was not ok, so a
+fix (`snowsage credentials set`) is seen by the very next run. Nothing secret is logged or returned.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -22,10 +21,9 @@ from aws_lambda_powertools.utilities import parameters
 
 from snowsage.aws import quiet_sdk_loggers
 from snowsage.diagnostics import run_check, settings_error_report
+from snowsage.lambda_parameters import fetch_parameters
 from snowsage.metrics import METRIC_BY_STATUS
 from snowsage.settings import SETTINGS_ENV_VAR, RuntimeSettings, SettingsError
-
-PARAMETER_MAX_AGE = 60
 
 logger = Logger()
 metrics = Metrics()
@@ -33,17 +31,6 @@ metrics = Metrics()
 # botocore logs response bodies at DEBUG, and GetParameters WithDecryption returns the secrets in
 # clear: keep the SDK quiet whatever level the function runs at.
 quiet_sdk_loggers()
-
-
-def fetch_parameters(names: Sequence[str]) -> dict[str, str]:
-    """The Fetcher: decrypted values by name; names SSM does not know are absent."""
-    values = parameters.get_parameters_by_name(
-        parameters={name: {} for name in names},
-        decrypt=True,
-        max_age=PARAMETER_MAX_AGE,
-        raise_on_error=False,
-    )
-    return {k: v for k, v in values.items() if k != "_errors"}
 
 
 @metrics.log_metrics

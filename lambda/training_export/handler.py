@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import boto3
@@ -25,27 +24,15 @@ from aws_lambda_powertools.utilities import parameters
 
 from snowsage import credentials
 from snowsage.aws import quiet_sdk_loggers
+from snowsage.lambda_parameters import fetch_parameters
 from snowsage.settings import SETTINGS_ENV_VAR, RuntimeSettings, SettingsError
 from snowsage.training import ExportError, ExportSpec, TimeBudget, export
 from snowsage.training.spec import EXPORT_CONFIG_ENV_VAR
-
-PARAMETER_MAX_AGE = 60
 
 logger = Logger()
 
 # GetParameters WithDecryption returns the secrets in clear: keep the SDK quiet at any level.
 quiet_sdk_loggers()
-
-
-def fetch_parameters(names: Sequence[str]) -> dict[str, str]:
-    """The Fetcher: decrypted values by name; names SSM does not know are absent."""
-    values = parameters.get_parameters_by_name(
-        parameters={name: {} for name in names},
-        decrypt=True,
-        max_age=PARAMETER_MAX_AGE,
-        raise_on_error=False,
-    )
-    return {k: v for k, v in values.items() if k != "_errors"}
 
 
 def _export_config() -> dict[str, Any]:

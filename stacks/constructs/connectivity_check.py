@@ -30,13 +30,12 @@ from stacks.config import HEARTBEAT_PERIODS
 
 from .bundling import REPO_ROOT, function_code
 from .lambda_defaults import (
-    LAMBDA_ARCH,
     LAMBDA_PYTHON_VERSION,
-    LAMBDA_RUNTIME,
     acknowledge_vpc_function_wildcard,
     dead_letter_queue,
     encrypt_dead_letters_statement,
     log_group,
+    vpc_function,
     vpc_function_statement,
     write_logs_statement,
 )
@@ -116,24 +115,18 @@ class ConnectivityCheck(Construct):
                 "neither supports resource-level permissions."
             },
         )
-        self.function = lambda_.Function(
+        self.function = vpc_function(
             self,
             "Function",
-            runtime=LAMBDA_RUNTIME,
-            architecture=LAMBDA_ARCH,
-            function_name=names.function,
-            handler="handler.handler",
             code=check_code(),
-            role=self.role.without_policy_updates(),
+            role=self.role,
             vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[security_group],
-            allow_public_subnet=False,
+            subnets=subnets,
+            security_group=security_group,
+            log_group=self.log_group,
+            function_name=names.function,
             timeout=cdk.Duration.seconds(60),
             memory_size=512,
-            reserved_concurrent_executions=2,
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=self.log_group,
             dead_letter_queue=self.dead_letters,
             retry_attempts=0,
             description=f"snowsage {env_name}: checks DNS, TCP, TLS, OCSP, login and a query against Snowflake",

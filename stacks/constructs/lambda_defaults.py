@@ -3,7 +3,10 @@ statements a function in a VPC needs, and the encrypted dead-letter queue of wha
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -28,6 +31,39 @@ def log_group(scope: Construct, id: str, *, key: kms.IKey, retention: logs.Reten
         encryption_key=key,
         retention=retention,
         removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
+
+
+def vpc_function(
+    scope: Construct,
+    id: str,
+    *,
+    code: lambda_.Code,
+    role: iam.Role,
+    vpc: ec2.IVpc,
+    subnets: ec2.SubnetSelection,
+    security_group: ec2.ISecurityGroup,
+    log_group: logs.ILogGroup,
+    **props: Any,
+) -> lambda_.Function:
+    """A function in the private subnets: our runtime, traced, at most two at a time, and holding
+    only ``role``'s statements (CDK adds no grants to it)."""
+    return lambda_.Function(
+        scope,
+        id,
+        runtime=LAMBDA_RUNTIME,
+        architecture=LAMBDA_ARCH,
+        handler="handler.handler",
+        code=code,
+        role=role.without_policy_updates(),
+        vpc=vpc,
+        vpc_subnets=subnets,
+        security_groups=[security_group],
+        allow_public_subnet=False,
+        reserved_concurrent_executions=2,
+        tracing=lambda_.Tracing.ACTIVE,
+        log_group=log_group,
+        **props,
     )
 
 

@@ -55,13 +55,12 @@ from constructs import Construct, IConstruct
 
 from ..bundling import REPO_ROOT, function_code
 from ..lambda_defaults import (
-    LAMBDA_ARCH,
     LAMBDA_PYTHON_VERSION,
-    LAMBDA_RUNTIME,
     acknowledge_vpc_function_wildcard,
     dead_letter_queue,
     encrypt_dead_letters_statement,
     log_group,
+    vpc_function,
     vpc_function_statement,
     write_logs_statement,
 )
@@ -406,24 +405,18 @@ class Training(Construct):
             "CKV_AWS_111",
             "Only ENI management for a VPC function and X-Ray segments are unscoped.",
         )
-        function = lambda_.Function(
+        function = vpc_function(
             self,
             "ExportFunction",
-            runtime=LAMBDA_RUNTIME,
-            architecture=LAMBDA_ARCH,
-            function_name=self.names.export_function,
-            handler="handler.handler",
             code=code,
-            role=role.without_policy_updates(),
+            role=role,
             vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[security_group],
-            allow_public_subnet=False,
+            subnets=subnets,
+            security_group=security_group,
+            log_group=group,
+            function_name=self.names.export_function,
             timeout=timeout,
             memory_size=2048,
-            reserved_concurrent_executions=2,
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=group,
             description=f"snowsage {env_name}: exports the training data from Snowflake to the run's S3 prefix",
             environment={"POWERTOOLS_SERVICE_NAME": self.names.export_function, **environment},
         )

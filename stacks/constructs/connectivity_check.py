@@ -32,6 +32,7 @@ from .bundling import REPO_ROOT, function_code
 from .lambda_defaults import (
     LAMBDA_PYTHON_VERSION,
     acknowledge_vpc_function_wildcard,
+    dead_letter_alarm,
     dead_letter_queue,
     encrypt_dead_letters_statement,
     log_group,
@@ -229,19 +230,13 @@ class ConnectivityCheck(Construct):
                 comparison_operator=at_least_once,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
-            cloudwatch.Alarm(
+            dead_letter_alarm(
                 self,
                 "DeadLetterAlarm",
+                self.dead_letters,
                 alarm_name=f"{names.alarm_prefix}dead-letters",
                 alarm_description=f"snowsage {env_name}: a check invocation was dead-lettered to {names.dead_letter_queue} "
                 "(throttled, failed or undeliverable); read the message attributes, then purge the queue",
-                metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                    statistic="Maximum", period=five_minutes
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=at_least_once,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
         if schedule_period_seconds:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -117,6 +118,25 @@ def dead_letter_queue(scope: Construct, id: str, *, queue_name: str, key: kms.IK
     )
     acknowledge(queue, "AwsSolutions-SQS3", f"This queue is the dead-letter queue of {owner} itself.")
     return queue
+
+
+def dead_letter_alarm(
+    scope: Construct, id: str, queue: sqs.IQueue, *, alarm_name: str, alarm_description: str
+) -> cloudwatch.Alarm:
+    """Alarms while any message waits in ``queue`` (a ``dead_letter_queue``)."""
+    return cloudwatch.Alarm(
+        scope,
+        id,
+        alarm_name=alarm_name,
+        alarm_description=alarm_description,
+        metric=queue.metric_approximate_number_of_messages_visible(
+            statistic="Maximum", period=cdk.Duration.minutes(5)
+        ),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
 
 
 def encrypt_dead_letters_statement(key: kms.IKey, scope: Construct) -> iam.PolicyStatement:

@@ -57,6 +57,7 @@ from ..bundling import REPO_ROOT, function_code
 from ..lambda_defaults import (
     LAMBDA_PYTHON_VERSION,
     acknowledge_vpc_function_wildcard,
+    dead_letter_alarm,
     dead_letter_queue,
     encrypt_dead_letters_statement,
     log_group,
@@ -741,19 +742,13 @@ class Training(Construct):
                 # Silence is the failure this alarm exists for.
                 treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
             ),
-            cloudwatch.Alarm(
+            dead_letter_alarm(
                 self,
                 "ScheduleDeadLetterAlarm",
+                self.schedule_dead_letters,
                 alarm_name=f"{self.names.alarm_prefix}{ALARM_SUFFIXES[1]}",
                 alarm_description=f"snowsage {env_name}: the schedule could not start the training pipeline "
                 f"(message in {self.names.schedule_dead_letter_queue}); read it, fix, then purge the queue",
-                metric=self.schedule_dead_letters.metric_approximate_number_of_messages_visible(
-                    statistic="Maximum", period=cdk.Duration.minutes(5)
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
 

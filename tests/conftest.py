@@ -22,6 +22,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,18 @@ def fakesnow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     yield from _serve(tmp_path_factory, "fakesnow", servers.fakesnow_args, "/")
 
 
+@dataclass(frozen=True)
+class Housing:
+    connection: Any  # open while the fixture that yielded it lives
+    database: str
+    table: str  # db.schema.table
+    rows: int
+
+
 @contextlib.contextmanager
-def housing_database(fakesnow: Server, prefix: str, user: str, rows: int) -> Iterator[tuple[Any, str, int]]:
+def housing_database(fakesnow: Server, prefix: str, user: str, rows: int) -> Iterator[Housing]:
     """``rows`` deterministic housing rows (sandbox/sample_data.py) in ``<prefix>_<fresh>.PUBLIC.HOUSING``
-    on fakesnow: yields the open connection, the table (db.schema.table) and the row count loaded."""
+    on fakesnow, with the connection that loaded them (closed on exit)."""
     import snowflake.connector
 
     from sandbox.sample_data import housing_frame, load_housing
@@ -122,7 +131,7 @@ def housing_database(fakesnow: Server, prefix: str, user: str, rows: int) -> Ite
         conn.cursor().execute(" ".join(["create database", database]))
         conn.cursor().execute(" ".join(["create schema", database + ".PUBLIC"]))
         table = database + ".PUBLIC.HOUSING"
-        yield conn, table, load_housing(conn, table, housing_frame(rows))
+        yield Housing(conn, database, table, load_housing(conn, table, housing_frame(rows)))
     finally:
         conn.close()
 

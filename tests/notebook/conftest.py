@@ -21,6 +21,7 @@ import snowsage.notebook as nb
 from snowsage import keys
 from tests.conftest import (
     REGION,
+    Housing,
     ServerProcess,
     housing_database,
     make_settings,
@@ -29,6 +30,7 @@ from tests.conftest import (
 )
 
 HOUSING_ROWS = 3000
+HousingTable = Housing  # the name this directory's tests use
 
 
 @dataclass(frozen=True)
@@ -103,15 +105,8 @@ def deploy(
     return _deploy
 
 
-@dataclass(frozen=True)
-class HousingTable:
-    database: str
-    table: str  # db.schema.table
-    rows: int
-
-
 @pytest.fixture(scope="module")
-def housing_table(fakesnow_server: ServerProcess) -> Iterator[HousingTable]:
+def housing_table(fakesnow_server: ServerProcess) -> Iterator[Housing]:
     """HOUSING_ROWS deterministic rows in <fresh db>.PUBLIC.HOUSING on the fakesnow server."""
-    with housing_database(fakesnow_server, "NB", "loader", HOUSING_ROWS) as (_, table, rows):
-        yield HousingTable(table.split(".")[0], table, rows)
+    with housing_database(fakesnow_server, "NB", "loader", HOUSING_ROWS) as housing:
+        yield housing

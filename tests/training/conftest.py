@@ -9,27 +9,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.conftest import REGION, ServerProcess, housing_database
+from tests.conftest import REGION, Housing, ServerProcess, housing_database
 
 HOUSING_ROWS = 3000
 
 
-@dataclass(frozen=True)
-class Housing:
-    connection: Any
-    table: str  # db.schema.table
-    rows: int
-
-
 @pytest.fixture(scope="session")
 def housing(fakesnow_server: ServerProcess) -> Iterator[Housing]:
-    with housing_database(fakesnow_server, "TR", "trainer", HOUSING_ROWS) as (conn, table, rows):
-        yield Housing(conn, table, rows)
+    with housing_database(fakesnow_server, "TR", "trainer", HOUSING_ROWS) as housing:
+        yield housing
 
 
 @pytest.fixture(scope="session")

@@ -410,23 +410,66 @@ class Sandbox:
             if not self.o.notebook.exists():
                 raise self.fail(f"{self.o.notebook} does not exist")
             settings_file = self.write_notebook_settings()
-            nb = nbformat.read(self.o.notebook, as_version=4)
             home = settings_file.parents[1]
+            # The real on_start.sh builds the snowsage kernel's env in home (sandbox/kernel_env.py).
+            from jupyter_client.kernelspec import KernelSpecManager
+            from jupyter_client.manager import KernelManager
+
+            from sandbox import kernel_env
+
+            try:
+                kenv = kernel_env.build(
+                    on_start_script=self.on_start_script(),
+                    root=self.work / "kernel",
+                    home=home,
+                    s3=self.client("s3"),
+                    bucket=self.output("Data", "ResultsBucketName"),
+                    child_env=self.child_env(),
+                    log=self.say,
+                )
+            except kernel_env.KernelEnvError as exc:
+                raise self.fail(f"the snowsage kernel env: {exc}") from None
+            self.result.facts["kernel_env"] = kenv
+            nb = nbformat.read(self.o.notebook, as_version=4)
+            nb.cells.append(nbformat.v4.new_code_cell(kernel_env.PROBE_SOURCE))
+            jupyter = {"JUPYTER_PATH": str(kenv.jupyter_dir), "JUPYTER_DATA_DIR": str(kenv.jupyter_dir)}
+            km = KernelManager(
+                kernel_name=kernel_env.KERNEL_NAME,
+                kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kenv.kernels_dir)]),
+            )
             client = NotebookClient(
-                nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(home)}}
+                nb,
+                km=km,
+                timeout=300,
+                kernel_name=kernel_env.KERNEL_NAME,
+                resources={"metadata": {"path": str(home)}},
             )
             kernel_log = self.logs / "notebook-kernel.log"
+            began = time.monotonic()
             try:
                 with kernel_log.open("w") as stderr:
-                    client.execute(
-                        env=self.child_env(SNOWSAGE_SETTINGS_FILE=str(settings_file)), stderr=stderr
-                    )
+                    # The kernel's own env: no PYTHONPATH to this checkout's snowsage.
+                    env = self.child_env(SNOWSAGE_SETTINGS_FILE=str(settings_file), **jupyter)
+                    env.pop("PYTHONPATH", None)
+                    client.execute(env=env, stderr=stderr)
             except CellExecutionError as exc:
                 raise self.fail(
                     f"{_first_line_of_error(str(exc))} (executed notebook in {self.work / 'notebook'})"
                 ) from None
             finally:
                 nbformat.write(nb, self.work / "notebook" / self.o.notebook.name)
+            kenv.seconds["notebook"] = time.monotonic() - began
+            try:
+                probe = kernel_env.probe_result(nb)
+                kernel_env.check_ran_in(kenv, probe)
+            except kernel_env.KernelEnvError as exc:
+                raise self.fail(str(exc)) from None
+            self.result.facts["kernel_probe"] = probe
+            self.say(
+                "  kernel env "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in kenv.seconds.items())
+                + f"; the notebook ran in {probe['prefix']}"
+            )
             self.result.facts["notebook_out"] = self.work / "notebook" / self.o.notebook.name
             self.result.facts["parquet"] = self.results_object()
 
@@ -452,6 +495,18 @@ class Sandbox:
             except training_demo.TrainingDemoError as exc:
                 raise self.fail(str(exc)) from None
             self.result.facts["training"] = outcome
+
+    def on_start_script(self) -> str:
+        """The deployed lifecycle configuration's on-start script, as the construct rendered it."""
+        name = self.output("Notebook", "NotebookName")
+        sagemaker = self.client("sagemaker")
+        config = sagemaker.describe_notebook_instance(NotebookInstanceName=name)[
+            "NotebookInstanceLifecycleConfigName"
+        ]
+        hooks = sagemaker.describe_notebook_instance_lifecycle_config(
+            NotebookInstanceLifecycleConfigName=config
+        )
+        return base64.b64decode(hooks["OnStart"][0]["Content"]).decode()
 
     def write_notebook_settings(self) -> Path:
         """What on_start.sh writes: the SETTINGS_B64 value of the deployed lifecycle configuration."""
@@ -586,6 +641,12 @@ def render_summary(facts: Mapping[str, Any], cfg: Any) -> str:
             f"Notebook {NOTEBOOK.name} ran (output: {facts.get('notebook_out')}); it wrote "
             f"{parquet['uri']} ({parquet['bytes']:,} bytes)"
         )
+        kenv = facts.get("kernel_env")
+        if kenv:
+            lines.append(
+                f"  in the {kenv.status.get('python')} 'snowsage' kernel whose env on_start.sh built from "
+                f"{kenv.wheels} wheels ({kenv.status.get('detail')}): {kenv.env_dir}"
+            )
         lines.append(
             f"  DataFrame read back: {frame.shape[0]:,} rows x {frame.shape[1]} columns; first rows:"
         )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from sandbox import demo, servers
@@ -60,6 +61,18 @@ def test_sandbox_runs_the_product_end_to_end(tmp_path: Path, fakesnow_server: Se
     assert list(frame.columns) == list(COLUMNS)
     assert 0 < len(frame) < facts["rows"] == 20000
     assert facts["parquet"]["uri"].endswith("/results/quickstart/housing_sample.parquet")
+    # The notebook ran in the snowsage kernel whose env the real on_start.sh built on the "volume".
+    kenv = facts["kernel_env"]
+    assert kenv.status["state"] == "ok" and kenv.status["source"] == "wheelhouse", kenv.status
+    assert kenv.env_dir.parent == tmp_path.resolve() / "notebook" / "SageMaker" / ".snowsage" / "envs"
+    probe = facts["kernel_probe"]
+    assert Path(probe["prefix"]).resolve() == kenv.env_dir
+    assert Path(probe["snowsage"]).resolve().is_relative_to(kenv.env_dir)
+    assert Path(probe["connector"]).resolve().is_relative_to(kenv.env_dir)
+    executed = nbformat.read(facts["notebook_out"], as_version=4)
+    assert executed.metadata.kernelspec.name == "snowsage"
+    assert [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"] == []
+    assert "SNOWSAGE_KERNEL_PROBE" in str(executed.cells[-1].outputs)
 
     summary = out.getvalue()
     total = len(demo.STEPS)

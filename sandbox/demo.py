@@ -64,6 +64,7 @@ STEPS = (
     "connectivity check (synthesized Lambda asset)",
     "example notebook",
     "training pipeline (synthesized definition)",
+    "snowsage train start, runs, model",
     "summary",
 )
 
@@ -496,6 +497,28 @@ class Sandbox:
                 raise self.fail(str(exc)) from None
             self.result.facts["training"] = outcome
 
+    def training_cli(self) -> None:
+        """What an orchestrator or an operator does: start a run by the stack's outputs, list runs and
+        read the registered model, with the CLI against moto (which runs no step of that execution)."""
+        outcome = self.result.facts.get("training")
+        with self.step("snowsage train start, runs, model"):
+            if outcome is None:
+                raise StepSkipped("no training pipeline ran")
+            snowsage = [sys.executable, "-m", "snowsage", "--env", ENV_NAME, "--region", REGION, "--json"]
+            started = json.loads(self.run([*snowsage, "train", "start"], log="cli-train-start.log"))
+            runs = json.loads(self.run([*snowsage, "train", "runs"], log="cli-train-runs.log"))
+            if started["execution_arn"] not in {r["execution_arn"] for r in runs["runs"]}:
+                raise self.fail(
+                    f"train runs does not list the run train start began: {started['execution_arn']}"
+                )
+            model = json.loads(self.run([*snowsage, "train", "model"], log="cli-train-model.log"))
+            if model["model_package_arn"] != outcome.model_package_arn:
+                raise self.fail(
+                    f"train model shows {model['model_package_arn']}, not the package the run registered "
+                    f"({outcome.model_package_arn})"
+                )
+            self.result.facts["train_cli"] = {"started": started, "model": model}
+
     def on_start_script(self) -> str:
         """The deployed lifecycle configuration's on-start script, as the construct rendered it."""
         name = self.output("Notebook", "NotebookName")
@@ -658,6 +681,13 @@ def render_summary(facts: Mapping[str, Any], cfg: Any) -> str:
 
         lines.append("")
         lines += training_demo.render(training)
+    train_cli = facts.get("train_cli")
+    if train_cli:
+        model = train_cli["model"]
+        lines.append(
+            f"  snowsage train start: {train_cli['started']['execution_id']}; train model: "
+            f"{model['model_package_arn']} ({model['approval_status']})"
+        )
     lines += [
         "",
         "For a real account: set snowflake_account (and user, role, warehouse) in cdk.json, configure AWS",
@@ -690,6 +720,7 @@ def run(options: Options | None = None) -> Result:
         sandbox.connectivity_check()
         sandbox.notebook()
         sandbox.training()
+        sandbox.training_cli()
         sandbox.summary()
         result.ok = True
     except StepFailed as exc:

@@ -159,3 +159,12 @@ def test_without_a_training_stack_the_step_skips_with_its_reason(tmp_path: Path)
         f"[{number}/{len(demo.STEPS)}] {TRAINING_STEP}: skipped (the app has no SnowSage-sandbox-Training stack)"
     )
     assert "training" not in sandbox.result.facts
+
+
+def test_the_cli_starts_a_run_lists_it_and_shows_the_registered_model(demo_run: Any) -> None:
+    """What an orchestrator or an operator does against the deployment: `snowsage train start`,
+    `train runs` and `train model`, by the Training stack's outputs (moto runs no step itself)."""
+    outcome, output, _ = demo_run
+    number = demo.STEPS.index("snowsage train start, runs, model") + 1
+    assert f"[{number}/{len(demo.STEPS)}] snowsage train start, runs, model: ok" in output
+    assert f"train model: {outcome.model_package_arn} (PendingManualApproval)" in output

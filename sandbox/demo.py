@@ -533,18 +533,12 @@ class Sandbox:
 
     def write_notebook_settings(self) -> Path:
         """What on_start.sh writes: the SETTINGS_B64 value of the deployed lifecycle configuration."""
-        name = self.output("Notebook", "NotebookName")
-        sagemaker = self.client("sagemaker")
-        config = sagemaker.describe_notebook_instance(NotebookInstanceName=name)[
-            "NotebookInstanceLifecycleConfigName"
-        ]
-        hooks = sagemaker.describe_notebook_instance_lifecycle_config(
-            NotebookInstanceLifecycleConfigName=config
-        )
-        script = base64.b64decode(hooks["OnStart"][0]["Content"]).decode()
+        script = self.on_start_script()
         match = re.search(r"^SETTINGS_B64='([A-Za-z0-9+/=]+)'$", script, re.MULTILINE)
         if not match:
-            raise self.fail(f"the on-start script of {config} has no SETTINGS_B64 value")
+            raise self.fail(
+                "the deployed on-start script has no SETTINGS_B64 value (redeploy the Notebook stack)"
+            )
         settings = base64.b64decode(match.group(1)).decode()
         path = self.work / "notebook" / "SageMaker" / ".snowsage" / "settings.json"
         path.parent.mkdir(parents=True, exist_ok=True)

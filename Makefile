@@ -13,13 +13,14 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 PYTEST_ARGS ?= -n auto
 
-.PHONY: help install synth summary test unit integration infra e2e lint demo deploy destroy bench clean lock
+.PHONY: help install synth summary test unit integration infra e2e lint demo notebook deploy destroy bench clean lock
 
 help:
 	@echo "make demo     set up, then run the product end to end on the local sandbox"
 	@echo "make test     set up, then run every test and gate (nag packs, cfn-lint, checkov, shellcheck, ruff)"
 	@echo "make unit     the tests that need no server and no app synth, in seconds (one tier of make test)"
 	@echo "make integration, make infra, make e2e: the other tiers (moto/fakesnow, synthesized app, sandbox)"
+	@echo "make notebook a local JupyterLab set up by the real lifecycle scripts against the sandbox (Ctrl-C stops it)"
 	@echo "make synth    write cdk.out/ (no AWS credentials needed); make summary to read it"
 	@echo "make deploy   deploy all stacks to the account of your AWS credentials"
 	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
@@ -62,6 +63,9 @@ unit integration infra e2e: install
 
 demo: install
 	$(BIN)/python -m sandbox
+
+notebook: install
+	$(BIN)/python -m sandbox.notebook_ui
 
 summary: synth
 	$(BIN)/python -m stacks.summary cdk.out

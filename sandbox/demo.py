@@ -88,6 +88,9 @@ class Options:
     server_timeout: float = 60.0
     notebook: Path = NOTEBOOK
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    keep_running: bool = (
+        False  # after the summary, keep the servers up until Ctrl-C (make notebook reuses them)
+    )
 
 
 @dataclass
@@ -691,6 +694,67 @@ def render_summary(facts: Mapping[str, Any], cfg: Any) -> str:
     return "\n".join(lines)
 
 
+RUNNING_FILE = "running.json"  # in the workdir while a kept sandbox is up: what `make notebook` reuses
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    """A deployment another process keeps up (``python -m sandbox --keep-running``)."""
+
+    workdir: Path
+    pid: int
+    moto_url: str
+    fakesnow_port: int
+    env_name: str
+    region: str
+
+
+def running_sandbox(workdir: Path) -> RunningSandbox | None:
+    """The kept sandbox in ``workdir``, or None when there is none or it no longer answers."""
+    try:
+        doc = json.loads((workdir / RUNNING_FILE).read_text())
+        found = RunningSandbox(
+            workdir=workdir,
+            pid=int(doc["pid"]),
+            moto_url=str(doc["moto_url"]),
+            fakesnow_port=int(doc["fakesnow_port"]),
+            env_name=str(doc["env_name"]),
+            region=str(doc["region"]),
+        )
+        os.kill(found.pid, 0)  # the process that owns the servers is alive
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    fakesnow = f"http://{servers.LOOPBACK}:{found.fakesnow_port}"
+    if not (servers.answers_http(found.moto_url + "/moto-api/") and servers.answers_http(fakesnow)):
+        return None
+    return found
+
+
+def _keep_running(sandbox: Sandbox) -> None:
+    """Leave the servers and the deployment up until Ctrl-C (or SIGTERM); then run()'s cleanup stops them."""
+    assert sandbox.moto is not None and sandbox.fakesnow is not None
+    state = sandbox.work / RUNNING_FILE
+    doc = {
+        "pid": os.getpid(),
+        "moto_url": sandbox.moto.url,
+        "fakesnow_port": sandbox.fakesnow.port,
+        "env_name": ENV_NAME,
+        "region": REGION,
+    }
+    state.write_text(json.dumps(doc, indent=2) + "\n")
+    sandbox.say(
+        f"\nsandbox: kept running (moto {sandbox.moto.url}, fakesnow port {sandbox.fakesnow.port}); "
+        "`make notebook` in another terminal uses this deployment. Ctrl-C stops it."
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sandbox.say("sandbox: stopping the servers")
+    finally:
+        state.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _pandas_width() -> Iterator[None]:
     import pandas as pd
@@ -717,6 +781,8 @@ def run(options: Options | None = None) -> Result:
         sandbox.training_cli()
         sandbox.summary()
         result.ok = True
+        if sandbox.o.keep_running:
+            _keep_running(sandbox)
     except StepFailed as exc:
         result.error, result.failed_step = str(exc), exc.number
     finally:
@@ -738,13 +804,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Options.workdir, help="logs, cdk.out, outputs")
     parser.add_argument("--fakesnow-port", type=int, help="use the fakesnow server already on this port")
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the summary, keep moto, fakesnow and the deployment up until Ctrl-C (for `make notebook`)",
+    )
     args = parser.parse_args(argv)
 
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    result = run(Options(workdir=args.workdir, fakesnow_port=args.fakesnow_port))
+    result = run(
+        Options(workdir=args.workdir, fakesnow_port=args.fakesnow_port, keep_running=args.keep_running)
+    )
     total = result.timings.get("total", 0.0)
     if not result.ok:
         print(

@@ -16,6 +16,8 @@ ORDER = (
     "lambda_bundle",
     "synth",
     "check_latency",
+    "training_data",
+    "training_scale",
     "test_suite",
 )
 
@@ -116,6 +118,11 @@ def render(docs: list[dict[str, Any]]) -> str:
                 f"| {m['name']} ({unit}) | {m['baseline_label']}: {_num(m['baseline_median'], unit)} "
                 f"| {m['ours_label']}: {_num(m['ours_median'], unit)} | {_ratio(m['ratio'])} | {runs} |"
             )
+        for table in (doc.get("details") or {}).get("tables", []):
+            # A benchmark's own table (e.g. one row per size) when baseline/ours columns do not fit.
+            lines += ["", f"{table['title']}:", ""]
+            lines += ["| " + " | ".join(table["columns"]) + " |", "|" + "---|" * len(table["columns"])]
+            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table["rows"]]
         if doc.get("targets"):
             lines += ["", "Targets:", ""]
             for t in doc["targets"]:

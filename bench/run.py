@@ -32,6 +32,8 @@ BENCHMARKS = (
     "lambda_bundle",
     "synth",
     "check_latency",
+    "training_data",
+    "training_scale",
     # Last: it loads both cores for minutes and would disturb the others.
     "test_suite",
 )

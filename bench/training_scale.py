@@ -55,7 +55,9 @@ COLUMNS = 1 + len(FEATURES)  # what the exporter writes: the label and the featu
 ROW_BYTES = COLUMNS * 8  # float64 in Arrow: the data the connector hands over, uncompressed
 
 # Published prices (us-east-1, USD), as read on 2026-12-01; docs/training-data.md names the sources.
-LAMBDA_TIMEOUT_S = 900  # 15 minutes, the hard limit
+LAMBDA_TIMEOUT_S = 900  # 15 minutes, Lambda's hard limit
+EXPORT_TIMEOUT_S = 600  # the export function's timeout (Training construct's export_timeout default)
+RESERVE_S = 30  # the export stops this long before the end to clean up (spec.DEFAULT_RESERVE_MS)
 LAMBDA_MEMORY_MB = 2048  # the export function's setting (stacks/constructs/training/training.py)
 LAMBDA_ARM_GB_S = 0.0000133334  # arm64, the project's LAMBDA_ARCH
 LAMBDA_REQUEST = 0.20 / 1e6
@@ -335,8 +337,14 @@ def summarize(
     # On AWS the Lambda's own work (Arrow in, Parquet out) is the writer's; the download from
     # Snowflake's result stage is not measured here. 2048 MB is 1.16 vCPU-equivalent (1 at 1769 MB).
     costs = paper_costs(100.0, export_rate, unload_minutes=(20.0, 10.0, 5.0))
-    usable_s = LAMBDA_TIMEOUT_S - 30  # the export stops 30 s before the end to clean up (DEFAULT_RESERVE_MS)
-    client_limit_gb = (usable_s * export_rate / 1000, usable_s * writer_rate / 1000)
+    client_limit_gb = {
+        f"{limit // 60} min": (
+            (limit - RESERVE_S) * export_rate / 1000,
+            (limit - RESERVE_S) * writer_rate / 1000,
+        )
+        for limit in (EXPORT_TIMEOUT_S, LAMBDA_TIMEOUT_S)
+    }
+    default_gb, most_gb = client_limit_gb.values()
 
     def by_size(name: str, unit: str, runs: dict[int, list[dict[str, Any]]], key: str) -> Metric:
         return Metric(
@@ -404,21 +412,28 @@ def summarize(
         "Files per split are always exactly the instance count (files = instance count, the stack's default) and "
         "their sizes differ by well under 1 %: the writer deals every batch's rows over the files, remainder rotating.",
         f"Training: {NUM_ROUND} rounds, max_depth 6, one thread per host, on the same {TRAINING_FILES}-file export "
-        "(1 host reads all 4 train files, 2 hosts 2 each, 4 hosts 1 each; every host reads all of validation). "
-        "This machine has 2 cores shared with moto and other sessions: more hosts cannot be faster here, the "
-        "ratio shows the collective's overhead (processes, tracker, allreduce per round), not a speed-up. On "
-        "separate instances each host's work shrinks with its share.",
-        f"Where unload takes over (on paper): the export Lambda has {LAMBDA_TIMEOUT_S // 60} minutes at most and "
-        f"stops 30 s early to clean up. At the measured rates (the whole export through fakesnow {export_rate:.0f} "
-        f"MB/s, the writer alone {writer_rate:.0f} MB/s, one core) one client export moves about "
-        f"{client_limit_gb[0]:.0f}-{client_limit_gb[1]:.0f} GB of uncompressed rows, less whatever Snowflake's query "
-        "and chunk downloads add. Memory is not the bound: the writer stays near "
+        "(1 host reads all 4 train files, 2 hosts 2 each, 4 hosts 1 each; every host reads all of validation): "
+        f"{one_host:.1f} s on 1 host, "
+        + ", ".join(f"{med(training[h], 'wall_s'):.1f} s on {h}" for h in TRAINING_HOSTS if h != 1)
+        + ". This machine has 2 cores, shared with moto and other sessions: 2 hosts may use both where 1 host "
+        "uses one, but 4 hosts oversubscribe them, so beyond 2 the figures show the collective's overhead "
+        "(processes, tracker, an allreduce per round), not a speed-up. On separate instances each host's work "
+        "shrinks with its share; the validation metric stays the same within noise.",
+        f"Where unload takes over (on paper): the export function runs {EXPORT_TIMEOUT_S // 60} minutes at most "
+        f"(the Training construct's export_timeout; Lambda allows {LAMBDA_TIMEOUT_S // 60}) and the export stops "
+        f"{RESERVE_S} s early to clean up. At the measured rates (the whole export through fakesnow "
+        f"{export_rate:.0f} MB/s, the writer alone {writer_rate:.0f} MB/s, one core) one client export moves about "
+        f"{default_gb[0]:.0f}-{default_gb[1]:.0f} GB of uncompressed rows in {EXPORT_TIMEOUT_S // 60} minutes "
+        f"({most_gb[0]:.0f}-{most_gb[1]:.0f} GB in {LAMBDA_TIMEOUT_S // 60}), less whatever Snowflake's query and "
+        "chunk downloads add. Memory is not the bound: the writer stays near "
         f"{med(writers[large], 'peak_rss_mb'):.0f} MB of the function's {LAMBDA_MEMORY_MB} MB (128 files would add "
         f"up to 1 GiB of part buffers). 100 GB at {export_rate:.0f} MB/s takes {client['seconds'] / 60:.0f} min, "
-        f"{client['lambda_invocations_needed']} Lambda runs' worth: one client export cannot do it; unload can "
+        f"{client['lambda_invocations_needed']} times Lambda's limit: one client export cannot do it; unload can "
         "(Snowflake writes the files in parallel, bounded by the statement timeout, not by the Lambda).",
         f"100 GB on paper: client mode (if it could run that long) ~${client['lambda_usd']:.2f} Lambda, "
-        f"~${client['nat_usd']:.2f} NAT processing in nat mode, ~${client['s3_usd']:.2f} S3 (requests + a month of "
+        f"at most ${client['nat_usd']:.2f} NAT processing (if every byte went through the NAT gateway; with "
+        "Snowflake in the same region its result chunks come from its S3 stage over the VPC's free S3 gateway "
+        f"endpoint), ~${client['s3_usd']:.2f} S3 (requests + a month of "
         f"storage), warehouse X-Small while streaming ${client['warehouse_xsmall_usd'][0]:.2f}-"
         f"${client['warehouse_xsmall_usd'][-1]:.2f}; unload: the same S3, no Lambda time, warehouse Medium for 10 min "
         f"${costs['unload']['warehouse_usd']['Medium'][0]:.2f}-${costs['unload']['warehouse_usd']['Medium'][-1]:.2f} "

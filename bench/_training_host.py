@@ -1,4 +1,4 @@
-"""One process of the training-data benchmarks, so each one's peak RSS (ru_maxrss) is its own.
+"""One process of the training-data benchmarks, so each one's peak RSS (VmHWM, see peak_rss_mb) is its own.
 
     python -m bench._training_host baseline --port P --table T --sample 50 --out result.json
     python -m bench._training_host export --port P --table T --bucket B --execution-id E --files 2 --hosts 2 --out r.json

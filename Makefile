@@ -17,7 +17,7 @@ PYTEST_ARGS ?= -n auto
 
 help:
 	@echo "make demo     set up, then run the product end to end on the local sandbox"
-	@echo "make test     set up, then run every test and gate (nag packs, cfn-lint, checkov, shellcheck, ruff)"
+	@echo "make test     set up, then run every test and gate (nag packs, cfn-lint, checkov, shellcheck, ruff, actionlint, zizmor)"
 	@echo "make unit     the tests that need no server and no app synth, in seconds (one tier of make test)"
 	@echo "make integration, make infra, make e2e: the other tiers (moto/fakesnow, synthesized app, sandbox)"
 	@echo "make notebook a local JupyterLab set up by the real lifecycle scripts against the sandbox (Ctrl-C stops it)"
@@ -47,10 +47,15 @@ synth: install
 	cdk synth --quiet
 	@ls cdk.out/*.template.json
 
+# The workflows: actionlint (syntax, expressions, shellcheck on run: blocks) and zizmor's security
+# audits (pedantic: code smells count too; offline: no GitHub API). Any finding fails, and so does a
+# workflow zizmor cannot parse (--strict-collection) instead of being skipped.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
+	$(BIN)/zizmor --offline --strict-collection --persona pedantic --no-progress .github/workflows
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -37,6 +37,12 @@ NOTEBOOK_SETTINGS_PATH = Path("/home/ec2-user/SageMaker/.snowsage/settings.json"
 
 SETTINGS_ENV_VAR = "SNOWSAGE_SETTINGS"
 
+# RuntimeSettings.extra[TRAINING_SETTINGS_KEY]: the Training stack's outputs the notebook uses, by
+# output key (TRAINING_OUTPUT_KEYS), written by the Notebook stack from the same deterministic names,
+# because the notebook role may not call DescribeStacks. Absent: the deployment has no training.
+TRAINING_SETTINGS_KEY = "training"
+TRAINING_OUTPUT_KEYS = ("TrainingPipelineName", "ModelPackageGroupName", "TrainingExportFunctionName")
+
 # The stacks are named with it and the CLI finds them by it: one pattern for both sides.
 STACK_KINDS = ("Network", "Data", "Notebook")
 

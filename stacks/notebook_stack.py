@@ -5,13 +5,15 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
-from snowsage.settings import RuntimeSettings
+from snowsage.settings import TRAINING_OUTPUT_KEYS, TRAINING_SETTINGS_KEY, RuntimeSettings
 
 from .base import SnowSageStack
 from .config import AppConfig
 from .constructs.connectivity_check import CheckNames, ConnectivityCheck
 from .constructs.lambda_defaults import retention
-from .constructs.notebook import Notebook
+from .constructs.notebook import Notebook, TrainingAccess
+from .constructs.training import pipeline_definition as pd
+from .constructs.training.training import PIPELINE_JOB_PREFIX, TrainingNames
 from .data_stack import DataStack
 from .network_stack import NetworkStack
 
@@ -44,6 +46,30 @@ class NotebookStack(SnowSageStack):
             check_function=check_names.function,
         )
         settings_json = self.to_json_string(settings.to_dict())
+        # The Training stack (built after this one, stacks/app_builder.py) names its pipeline, group
+        # and export function from the env: the notebook finds them in its settings file by the
+        # Training stack's output keys, and its role gets exactly those resources.
+        names = TrainingNames.for_env(cfg.env_name)
+        training = TrainingAccess(
+            pipeline=names.pipeline,
+            model_package_group=names.model_package_group,
+            runs_prefix=pd.RUNS_PREFIX,
+            job_prefix=PIPELINE_JOB_PREFIX,
+        )
+        notebook_settings = RuntimeSettings.from_dict(
+            {
+                **settings.to_dict(),
+                "extra": {
+                    TRAINING_SETTINGS_KEY: dict(
+                        zip(
+                            TRAINING_OUTPUT_KEYS,
+                            (names.pipeline, names.model_package_group, names.export_function),
+                            strict=True,
+                        )
+                    )
+                },
+            }
+        )
         net = network.network
         subnets = net.vpc.select_subnets(subnet_type=net.private_subnets.subnet_type).subnets
 
@@ -75,10 +101,11 @@ class NotebookStack(SnowSageStack):
             results=data.results,
             subnet=subnets[0],
             security_group=net.notebook_sg,
-            settings_json=settings_json,
+            settings_json=self.to_json_string(notebook_settings.to_dict()),
             network_mode=cfg.network,
             idle_stop_minutes=cfg.idle_stop_minutes,
             backup_minutes=cfg.backup_minutes,
+            training=training,
         )
         outputs = {
             "RuntimeSettings": (

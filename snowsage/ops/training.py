@@ -41,6 +41,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SYMBOLS = {"LessThanOrEqualTo": "<=", "LessThan": "<", "GreaterThanOrEqualTo": ">=", "GreaterThan": ">"}
 
 
+# --- errors a caller may word for its own users (the notebook helper does) -------------------------
+
+
+class TrainingNotDeployed(OperationError):
+    """The Training stack, its pipeline or its model package group is not there."""
+
+
+class NoRunYet(OperationError):
+    """The pipeline has never been started."""
+
+
+class NoModelYet(OperationError):
+    """The model package group holds no model."""
+
+
 # --- results ---------------------------------------------------------------------------------------
 
 
@@ -169,6 +184,7 @@ class StartRequest:
     wait: bool = False
     timeout_seconds: int = 4 * 3600
     poll_seconds: float = 30.0
+    description: str = "started by snowsage train start"
 
 
 # --- the Training stack ----------------------------------------------------------------------------
@@ -182,7 +198,7 @@ def _output(dep: Deployment, key: str) -> str:
     try:
         return str(dep.output(KIND, key))
     except StackNotDeployed:
-        raise OperationError(
+        raise TrainingNotDeployed(
             f"the training stack {dep.stack_name(KIND)} is not deployed in {dep.region}; deploy it with "
             f"`{_deploy_hint(dep)}` (or make deploy), or pass the --env/--region it was deployed with"
         ) from None
@@ -227,7 +243,7 @@ def _pipeline(dep: Deployment) -> _Pipeline:
         resp = dep.client("sagemaker").describe_pipeline(PipelineName=name)
     except ClientError as exc:
         if _missing(exc):
-            raise OperationError(
+            raise TrainingNotDeployed(
                 f"pipeline {name} (TrainingPipelineName of {dep.stack_name(KIND)}) does not exist in "
                 f"{dep.region}; redeploy the training stack: `{_deploy_hint(dep)}`"
             ) from None
@@ -344,7 +360,7 @@ def integration_settings(dep: Deployment, pasted: str) -> IntegrationSettings:
 # --- runs ------------------------------------------------------------------------------------------
 
 
-def _typed(name: str, kind: str, value: str) -> str:
+def _typed(name: str, kind: str, value: str, option: str = "--param ") -> str:
     """The value as the pipeline will parse it, or an error naming the parameter's type."""
     try:
         if kind == "Integer":
@@ -353,17 +369,19 @@ def _typed(name: str, kind: str, value: str) -> str:
             return repr(float(value))
     except ValueError:
         raise OperationError(
-            f"--param {name}={value!r}: {name} is a pipeline parameter of type {kind}; give a "
+            f"{option}{name}={value!r}: {name} is a pipeline parameter of type {kind}; give a "
             f"{'whole number' if kind == 'Integer' else 'number'}"
         ) from None
     if kind == "Boolean" and value.lower() not in ("true", "false"):
-        raise OperationError(f"--param {name}={value!r}: {name} is a Boolean; give true or false")
+        raise OperationError(f"{option}{name}={value!r}: {name} is a Boolean; give true or false")
     if not value:
-        raise OperationError(f"--param {name}= is empty; give a value or leave the parameter out")
+        raise OperationError(f"{option}{name}= is empty; give a value or leave the parameter out")
     return value
 
 
-def parse_params(pipeline: _Pipeline, raw: Sequence[str]) -> dict[str, str]:
+def parse_params(pipeline: _Pipeline, raw: Sequence[str], *, option: str = "--param ") -> dict[str, str]:
+    """``K=V`` overrides checked against the pipeline's parameters; ``option`` is how the caller's
+    user writes one (the CLI's ``--param ``, a keyword argument's nothing)."""
     known = pipeline.parameters()
     names = ", ".join(sorted(known)) or "none"
     out: dict[str, str] = {}
@@ -372,15 +390,15 @@ def parse_params(pipeline: _Pipeline, raw: Sequence[str]) -> dict[str, str]:
         name = name.strip()
         if not eq or not name:
             raise OperationError(
-                f"--param {item!r} is not K=V; e.g. --param InstanceCount=2 (parameters: {names})"
+                f"{option}{item!r} is not K=V; e.g. {option}InstanceCount=2 (parameters: {names})"
             )
         if name not in known:
             raise OperationError(
-                f"--param {name}: pipeline {pipeline.name} has no parameter {name!r}; it has {names}"
+                f"{option}{name}: pipeline {pipeline.name} has no parameter {name!r}; it has {names}"
             )
         if name in out:
-            raise OperationError(f"--param {name} is given twice; give it once")
-        out[name] = _typed(name, str(known[name].get("Type", "String")), value.strip())
+            raise OperationError(f"{option}{name} is given twice; give it once")
+        out[name] = _typed(name, str(known[name].get("Type", "String")), value.strip(), option)
     return out
 
 
@@ -390,14 +408,16 @@ def start(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    pipeline: _Pipeline | None = None,
+    params: Mapping[str, str] | None = None,  # already checked by parse_params
 ) -> StartedRun:
-    pipeline = _pipeline(dep)
-    params = parse_params(pipeline, req.params)
+    pipeline = pipeline or _pipeline(dep)
+    params = dict(params) if params is not None else parse_params(pipeline, req.params)
     sm = dep.client("sagemaker")
     resp = sm.start_pipeline_execution(
         PipelineName=pipeline.name,
         PipelineParameters=[{"Name": k, "Value": v} for k, v in params.items()],
-        PipelineExecutionDescription="started by snowsage train start",
+        PipelineExecutionDescription=req.description,
     )
     arn = str(resp["PipelineExecutionArn"])
     execution_id = arn.rsplit("/", 1)[-1]
@@ -432,9 +452,7 @@ def _summaries(dep: Deployment, pipeline: _Pipeline, limit: int) -> list[Mapping
 def _latest(dep: Deployment, pipeline: _Pipeline) -> str:
     summaries = _summaries(dep, pipeline, 1)
     if not summaries:
-        raise OperationError(
-            f"pipeline {pipeline.name} has no run yet; start one with `snowsage train start`"
-        )
+        raise NoRunYet(f"pipeline {pipeline.name} has no run yet; start one with `snowsage train start`")
     return str(summaries[0]["PipelineExecutionArn"]).rsplit("/", 1)[-1]
 
 
@@ -597,16 +615,20 @@ def _what_to_do(
         return "the run was stopped before it finished; start a new one with `snowsage train start`"
     if failed is None:
         return f"the run failed ({reason or 'no reason given'}); fix that, then `snowsage train start`"
+    why = (reason or "no reason given").rstrip(". ")
+    return f"step {failed.name} failed: {why}{failure_log(dep, pipeline, failed)}; fix what it says, then `snowsage train start`"
+
+
+def failure_log(dep: Deployment, pipeline: _Pipeline, failed: StepState) -> str:
+    """``; its log is in ...`` for a failed step whose log has a known place, else empty."""
     kind = {str(s.get("Name")): s.get("Type") for s in pipeline.steps()}.get(failed.name)
-    where = ""
     if kind == "Training" and failed.detail.startswith("training job "):
         job = failed.detail.removeprefix("training job ")
-        where = f"; its log is in CloudWatch log group /aws/sagemaker/TrainingJobs, streams {job}/..."
-    elif kind == "Lambda":
+        return f"; its log is in CloudWatch log group /aws/sagemaker/TrainingJobs, streams {job}/..."
+    if kind == "Lambda":
         function = dep.output(KIND, "TrainingExportFunctionName", required=False)
-        where = f"; its log is in CloudWatch log group /aws/lambda/{function}" if function else ""
-    why = (reason or "no reason given").rstrip(". ")
-    return f"step {failed.name} failed: {why}{where}; fix what it says, then `snowsage train start`"
+        return f"; its log is in CloudWatch log group /aws/lambda/{function}" if function else ""
+    return ""
 
 
 def runs(dep: Deployment, limit: int = 10) -> RunList:
@@ -640,17 +662,23 @@ def latest_model(dep: Deployment) -> RegisteredModel:
             sm.describe_model_package_group(ModelPackageGroupName=group)
         except ClientError as exc:
             if _missing(exc):
-                raise OperationError(
+                raise TrainingNotDeployed(
                     f"model package group {group} (from {dep.stack_name(KIND)}) does not exist in {dep.region}; "
                     f"redeploy the training stack: `{_deploy_hint(dep)}`"
                 ) from None
             raise
-        raise OperationError(
+        raise NoModelYet(
             f"no model is registered in {group} yet: run `snowsage train start` (a run registers its model "
             "only when it passes the gate; `snowsage train status` shows why one did not)"
         )
     newest = max(found, key=lambda p: p.get("CreationTime") or _EPOCH)  # whatever the endpoint's order
-    pkg = sm.describe_model_package(ModelPackageName=newest["ModelPackageArn"])
+    return model_package(dep, str(newest["ModelPackageArn"]), group=group)
+
+
+def model_package(dep: Deployment, arn: str, *, group: str | None = None) -> RegisteredModel:
+    """One registered model (e.g. the one a run's RegisterModel step created)."""
+    group = group or _output(dep, "ModelPackageGroupName")
+    pkg = dep.client("sagemaker").describe_model_package(ModelPackageName=arn)
     meta = pkg.get("CustomerMetadataProperties") or {}
     containers = (pkg.get("InferenceSpecification") or {}).get("Containers") or [{}]
     return RegisteredModel(

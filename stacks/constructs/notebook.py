@@ -1,7 +1,8 @@
 """The SageMaker notebook instance, its lifecycle configuration, its offline wheelhouse and its role.
 
 Posture: no direct internet, no root, IMDSv2 only, volume encrypted with our key, in a private
-subnet behind the notebook security group; the role reads exactly our parameters and bucket.
+subnet behind the notebook security group; the role reads exactly our parameters and bucket, and,
+with ``training``, starts and follows exactly the training pipeline and reads its models.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -33,6 +35,17 @@ LIFECYCLE_DIR = REPO_ROOT / "notebook_lifecycle"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 LIFECYCLE_SCRIPT_LIMIT = 16_384
 NOTEBOOK_PYTHON = "3.10"  # conda_python3's on notebook-al2023-v1: the snowsage kernel's env is made from it
+
+
+@dataclass(frozen=True)
+class TrainingAccess:
+    """The training pipeline the notebook drives (snowsage.pipeline), by the fixed names the
+    Training stack gives it: that stack is deployed after this one, so no reference is possible."""
+
+    pipeline: str
+    model_package_group: str
+    runs_prefix: str  # where each run's manifest and model live in the results bucket
+    job_prefix: str  # how SageMaker Pipelines names the training jobs it starts
 
 
 def render_script(text: str, values: Mapping[str, str]) -> str:
@@ -89,6 +102,7 @@ class Notebook(Construct):
         network_mode: str,
         idle_stop_minutes: int,
         backup_minutes: int,
+        training: TrainingAccess | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
@@ -161,6 +175,8 @@ class Notebook(Construct):
                 resources=[notebook_arn],
             ),
         )
+        if training is not None:
+            self._grant_training(training, results)
         self.role.add_managed_policy(self.policy)
         acknowledge(
             self.policy,
@@ -229,6 +245,77 @@ class Notebook(Construct):
         )
         # The role's policy must exist before the instance starts and runs its lifecycle script.
         self.instance.node.add_dependency(self.policy)
+
+    def _grant_training(self, training: TrainingAccess, results: ResultsBucket) -> None:
+        """What snowsage.pipeline calls, on this pipeline, its runs and jobs, and its model group."""
+        stack = cdk.Stack.of(self)
+
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+        pipeline = arn("pipeline", training.pipeline)
+        executions = f"{pipeline}/execution/*"
+        jobs = arn("training-job", f"{training.job_prefix}*")
+        group = arn("model-package-group", training.model_package_group)
+        packages = arn("model-package", f"{training.model_package_group}/*")
+        artefacts = [
+            f"{results.bucket_arn}/{training.runs_prefix}*/model/*",
+            f"{results.bucket_arn}/{training.runs_prefix}*/manifest.json",
+        ]
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                sid="StartTrainingPipeline",
+                actions=[
+                    "sagemaker:DescribePipeline",
+                    "sagemaker:StartPipelineExecution",
+                    "sagemaker:ListPipelineExecutions",
+                ],
+                resources=[pipeline],
+            ),
+            iam.PolicyStatement(
+                sid="FollowTrainingRuns",
+                actions=[
+                    "sagemaker:DescribePipelineExecution",
+                    "sagemaker:ListPipelineExecutionSteps",
+                    "sagemaker:ListPipelineParametersForExecution",
+                ],
+                resources=[executions],
+            ),
+            iam.PolicyStatement(
+                sid="ReadTrainingJobMetrics", actions=["sagemaker:DescribeTrainingJob"], resources=[jobs]
+            ),
+            iam.PolicyStatement(
+                sid="ReadRegisteredModels",
+                actions=["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                resources=[group, packages],
+            ),
+            # ListModelPackages has no resource type (Service Authorization Reference): it takes "*"
+            # and returns summaries; reading a package is limited to this group above.
+            iam.PolicyStatement(
+                sid="ListRegisteredModels", actions=["sagemaker:ListModelPackages"], resources=["*"]
+            ),
+            # The bucket key is already usable through S3 (grant_read_write's UseResultsBucketKeyViaS3).
+            iam.PolicyStatement(sid="ReadModelArtefacts", actions=["s3:GetObject"], resources=artefacts),
+        )
+        for resource, reason in (
+            (executions, "Each run of this one pipeline has an execution id known only at run time."),
+            (
+                jobs,
+                "SageMaker Pipelines names each training job it starts pipelines-<execution>-..., known "
+                "only at run time; the notebook only reads their final metrics.",
+            ),
+            (packages, "Each registered model is a new version in this one package group."),
+            (
+                "*",
+                "sagemaker:ListModelPackages supports no resource-level permission; reading a package "
+                "(DescribeModelPackage) is limited to this one group.",
+            ),
+            *(
+                (a, "Each run's model and manifest live under its own execution id inside the runs prefix.")
+                for a in artefacts
+            ),
+        ):
+            acknowledge(self.policy, wildcard_finding(resource), reason)
 
 
 def _wheelhouse_hash() -> str:

@@ -199,13 +199,20 @@ def test_wheelhouse_holds_every_pin_for_the_notebooks_python_and_platform(nat: S
             runs_on_cp310 = tag.interpreter in ("cp310", "py3", "py2") or tag.abi in ("abi3", "none")
             assert runs_on_cp310, whl
             assert tag.platform == "any" or tag.platform.endswith("x86_64"), whl
-    # ipykernel makes the env a Jupyter kernel (the `snowsage` kernel on_start.sh registers).
+    # ipykernel makes the env a Jupyter kernel (the `snowsage` kernel on_start.sh registers);
+    # xgboost-cpu is the training image's XGBoost, which snowsage.pipeline.load_model loads with.
     assert "snowflake-connector-python" in pins and "ipykernel" in pins and "uv" not in pins
+    assert pins.get("xgboost-cpu") == "3.0.5"
     missing = {name: version for name, version in pins.items() if wheels.get(name) != version}
     assert not missing, f"pins without their wheel: {missing}"
+    unpinned = sorted(set(wheels) - set(pins) - {"snowsage"})
+    assert not unpinned, f"wheels pip pulled in that requirements.txt does not pin: {unpinned}"
     assert "snowsage" in wheels
     tools = [parse_wheel_filename(p.name) for p in (house / "tools").glob("*.whl")]
     assert [t[0] for t in tools] == ["uv"]
     assert all(tag.platform.endswith("x86_64") for tag in tools[0][3])
-    for shipped in ("install_wheels.sh", "idle_stop.py", "notebooks/snowflake_quickstart.ipynb"):
+    shipped_notebooks = [
+        f"notebooks/{name}" for name in ("snowflake_quickstart.ipynb", "train_from_snowflake.ipynb")
+    ]
+    for shipped in ("install_wheels.sh", "idle_stop.py", *shipped_notebooks):
         assert (house / shipped).is_file(), shipped

@@ -84,6 +84,17 @@ def test_notebook_role_has_no_managed_aws_policy_and_exact_permissions(nat: Synt
         "logs:DescribeLogStreams",
         "sagemaker:DescribeNotebookInstance",
         "sagemaker:StopNotebookInstance",
+        # The training pipeline (snowsage.pipeline; exact resources in test_notebook_training.py).
+        "sagemaker:DescribePipeline",
+        "sagemaker:StartPipelineExecution",
+        "sagemaker:ListPipelineExecutions",
+        "sagemaker:DescribePipelineExecution",
+        "sagemaker:ListPipelineExecutionSteps",
+        "sagemaker:ListPipelineParametersForExecution",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:DescribeModelPackageGroup",
+        "sagemaker:ListModelPackages",
     }
     for forbidden in (
         "ssm:PutParameter",
@@ -134,7 +145,8 @@ def test_notebook_s3_access_is_results_and_its_own_backups_only(any_synth: Synth
     policy = _policy_of_role(s, "notebook", "NotebookPolicy")
     s3 = [st for st in _statements(policy) if any(a.startswith("s3:") for a in _actions(st))]
     by_sid = {st["Sid"]: st for st in s3}
-    assert set(by_sid) == {"ListOwnPrefixes", "ReadWriteOwnObjects", "ReadWheelhouse"}
+    # ReadModelArtefacts: the training runs' models and manifests, read-only (test_notebook_training.py).
+    assert set(by_sid) == {"ListOwnPrefixes", "ReadWriteOwnObjects", "ReadWheelhouse", "ReadModelArtefacts"}
     listing = by_sid["ListOwnPrefixes"]
     assert _actions(listing) == {"s3:ListBucket"} and _joined_text(listing["Resource"]) == bucket
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["results/*", f"{backups}*"]}}

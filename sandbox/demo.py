@@ -9,6 +9,8 @@
 - the operator CLI against moto: ``snowflake-setup``, ``keypair generate``, ``credentials status``;
 - the connectivity check, run from the synthesized Lambda asset the way Lambda runs it;
 - the example notebook (nbclient) with the settings file the lifecycle script would write;
+- the training pipeline: the synthesized definition, each execution's steps run here and reported
+  to moto (sandbox/training_demo.py), then `snowsage train` and the training notebook against it;
 - a summary: what was deployed (and what moto skipped), the check, the data, the Parquet object.
 
 Any failure stops the run with ``step N (name) failed: ...`` and exit status 1. The sandbox uses only
@@ -46,6 +48,7 @@ REGION = "us-east-1"
 ENV_NAME = "sandbox"
 TABLE = "HOUSING"
 NOTEBOOK = REPO_ROOT / "notebooks" / "snowflake_quickstart.ipynb"
+TRAINING_NOTEBOOK = REPO_ROOT / "notebooks" / "train_from_snowflake.ipynb"
 NODE_BIN = REPO_ROOT / "node_modules" / ".bin"
 CONTEXT_FILE = REPO_ROOT / "cdk.context.json"
 DEPLOY_TIMEOUT = 900.0
@@ -65,6 +68,7 @@ STEPS = (
     "example notebook",
     "training pipeline (synthesized definition)",
     "snowsage train start, runs, model",
+    "training notebook",
     "summary",
 )
 
@@ -407,8 +411,6 @@ class Sandbox:
 
     def notebook(self) -> None:
         import nbformat
-        from nbclient import NotebookClient
-        from nbclient.exceptions import CellExecutionError
 
         with self.step("example notebook"):
             if not self.o.notebook.exists():
@@ -416,9 +418,6 @@ class Sandbox:
             settings_file = self.write_notebook_settings()
             home = settings_file.parents[1]
             # The real on_start.sh builds the snowsage kernel's env in home (sandbox/kernel_env.py).
-            from jupyter_client.kernelspec import KernelSpecManager
-            from jupyter_client.manager import KernelManager
-
             from sandbox import kernel_env
 
             try:
@@ -436,32 +435,8 @@ class Sandbox:
             self.result.facts["kernel_env"] = kenv
             nb = nbformat.read(self.o.notebook, as_version=4)
             nb.cells.append(nbformat.v4.new_code_cell(kernel_env.PROBE_SOURCE))
-            jupyter = {"JUPYTER_PATH": str(kenv.jupyter_dir), "JUPYTER_DATA_DIR": str(kenv.jupyter_dir)}
-            km = KernelManager(
-                kernel_name=kernel_env.KERNEL_NAME,
-                kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kenv.kernels_dir)]),
-            )
-            client = NotebookClient(
-                nb,
-                km=km,
-                timeout=300,
-                kernel_name=kernel_env.KERNEL_NAME,
-                resources={"metadata": {"path": str(home)}},
-            )
-            kernel_log = self.logs / "notebook-kernel.log"
             began = time.monotonic()
-            try:
-                with kernel_log.open("w") as stderr:
-                    # The kernel's own env: no PYTHONPATH to this checkout's snowsage.
-                    env = self.child_env(SNOWSAGE_SETTINGS_FILE=str(settings_file), **jupyter)
-                    env.pop("PYTHONPATH", None)
-                    client.execute(env=env, stderr=stderr)
-            except CellExecutionError as exc:
-                raise self.fail(
-                    f"{_first_line_of_error(str(exc))} (executed notebook in {self.work / 'notebook'})"
-                ) from None
-            finally:
-                nbformat.write(nb, self.work / "notebook" / self.o.notebook.name)
+            self._execute_notebook(nb, self.o.notebook.name, kenv, settings_file, log="notebook-kernel.log")
             kenv.seconds["notebook"] = time.monotonic() - began
             try:
                 probe = kernel_env.probe_result(nb)
@@ -477,6 +452,42 @@ class Sandbox:
             self.result.facts["notebook_out"] = self.work / "notebook" / self.o.notebook.name
             self.result.facts["parquet"] = self.results_object()
 
+    def _execute_notebook(self, nb: Any, name: str, kenv: Any, settings_file: Path, *, log: str) -> None:
+        """Run ``nb`` in the snowsage kernel env, as the instance would; written to notebook/<name>."""
+        import nbformat
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import KernelManager
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+
+        from sandbox import kernel_env
+
+        home = settings_file.parents[1]
+        jupyter = {"JUPYTER_PATH": str(kenv.jupyter_dir), "JUPYTER_DATA_DIR": str(kenv.jupyter_dir)}
+        km = KernelManager(
+            kernel_name=kernel_env.KERNEL_NAME,
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kenv.kernels_dir)]),
+        )
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=300,
+            kernel_name=kernel_env.KERNEL_NAME,
+            resources={"metadata": {"path": str(home)}},
+        )
+        try:
+            with (self.logs / log).open("w") as stderr:
+                # The kernel's own env: no PYTHONPATH to this checkout's snowsage.
+                env = self.child_env(SNOWSAGE_SETTINGS_FILE=str(settings_file), **jupyter)
+                env.pop("PYTHONPATH", None)
+                client.execute(env=env, stderr=stderr)
+        except CellExecutionError as exc:
+            raise self.fail(
+                f"{_first_line_of_error(str(exc))} (executed notebook in {self.work / 'notebook'})"
+            ) from None
+        finally:
+            nbformat.write(nb, self.work / "notebook" / name)
+
     def training(self) -> None:
         """Issue 14's pipeline: the synthesized definition resolved against moto, its steps run here."""
         from sandbox import training_demo
@@ -486,7 +497,7 @@ class Sandbox:
             if not (self.cdk_out / f"{stack}.template.json").exists():
                 raise StepSkipped(f"the app has no {stack} stack")
             try:
-                outcome = training_demo.run_training(
+                setup = training_demo.prepare_training(
                     cdk_out=self.cdk_out,
                     stack=stack,
                     client=self.client,
@@ -496,31 +507,79 @@ class Sandbox:
                     work_dir=self.work / "training",
                     log_dir=self.logs,
                 )
+                moto = self.moto
+                # Runs every execution moto spools (this step's, `snowsage train`'s, the notebook's)
+                # for as long as moto runs.
+                self.pipelines = training_demo.PipelineRunner(
+                    spool=self.spool / "pipelines",
+                    executors=setup.executors,
+                    region=REGION,
+                    account=setup.deployment.account,
+                    alive=lambda: moto is not None and moto.proc is not None and moto.proc.poll() is None,
+                ).start()
+                outcome = training_demo.run_training(setup, self.pipelines, client=self.client)
             except training_demo.TrainingDemoError as exc:
                 raise self.fail(str(exc)) from None
             self.result.facts["training"] = outcome
 
     def training_cli(self) -> None:
         """What an orchestrator or an operator does: start a run by the stack's outputs, list runs and
-        read the registered model, with the CLI against moto (which runs no step of that execution)."""
+        read the registered model, with the CLI against moto (the sandbox runs that execution's steps)."""
         outcome = self.result.facts.get("training")
         with self.step("snowsage train start, runs, model"):
             if outcome is None:
                 raise StepSkipped("no training pipeline ran")
             snowsage = [sys.executable, "-m", "snowsage", "--env", ENV_NAME, "--region", REGION, "--json"]
-            started = json.loads(self.run([*snowsage, "train", "start"], log="cli-train-start.log"))
+            started = json.loads(
+                self.run([*snowsage, "train", "start", "--wait"], log="cli-train-start.log", timeout=900)
+            )
+            run = started.get("run") or {}
+            if run.get("status") != "Succeeded":
+                raise self.fail(f"train start --wait ended {run.get('status')}: {run.get('failure_reason')}")
             runs = json.loads(self.run([*snowsage, "train", "runs"], log="cli-train-runs.log"))
             if started["execution_arn"] not in {r["execution_arn"] for r in runs["runs"]}:
                 raise self.fail(
                     f"train runs does not list the run train start began: {started['execution_arn']}"
                 )
+            registered = next(
+                (
+                    s["detail"].removeprefix("model package ")
+                    for s in run.get("steps") or []
+                    if s["name"] == "RegisterModel"
+                ),
+                None,
+            )
             model = json.loads(self.run([*snowsage, "train", "model"], log="cli-train-model.log"))
-            if model["model_package_arn"] != outcome.model_package_arn:
+            if model["model_package_arn"] != registered:
                 raise self.fail(
-                    f"train model shows {model['model_package_arn']}, not the package the run registered "
-                    f"({outcome.model_package_arn})"
+                    f"train model shows {model['model_package_arn']}, not the package the CLI's run registered "
+                    f"({registered})"
                 )
             self.result.facts["train_cli"] = {"started": started, "model": model}
+
+    def training_notebook(self) -> None:
+        """notebooks/train_from_snowflake.ipynb in the snowsage kernel: start a run, follow it, read
+        the gate, load the registered model from S3 and predict a fresh sample."""
+        import nbformat
+
+        with self.step("training notebook"):
+            kenv = self.result.facts.get("kernel_env")
+            if self.result.facts.get("training") is None or kenv is None:
+                raise StepSkipped("no training pipeline ran" if kenv else "no snowsage kernel env was built")
+            nb = nbformat.read(TRAINING_NOTEBOOK, as_version=4)
+            nb.cells.append(nbformat.v4.new_code_cell(TRAINING_RESULT_SOURCE))
+            began = time.monotonic()
+            self._execute_notebook(
+                nb,
+                TRAINING_NOTEBOOK.name,
+                kenv,
+                self.result.facts["settings_file"],
+                log="training-notebook-kernel.log",
+            )
+            facts = training_notebook_facts(nb)
+            facts["seconds"] = time.monotonic() - began
+            facts["path"] = self.work / "notebook" / TRAINING_NOTEBOOK.name
+            self.result.facts["training_notebook"] = facts
 
     def on_start_script(self) -> str:
         """The deployed lifecycle configuration's on-start script, as the construct rendered it."""
@@ -619,6 +678,30 @@ def sandbox_config(fakesnow_port: int) -> Any:
     return load_config({**context, **overrides})
 
 
+TRAINING_NOTEBOOK_RESULT = "SNOWSAGE_TRAINING_RESULT "  # the cell the demo appends prints this + JSON
+TRAINING_RESULT_SOURCE = f"""import json as _json
+print({TRAINING_NOTEBOOK_RESULT!r} + _json.dumps({{
+    "run": run.execution_id,
+    "steps": " -> ".join(f"{{s.name}} {{s.status.lower()}}" for s in status.steps or ()),
+    "gate": str(decision), "metric": decision.metric, "value": decision.value,
+    "threshold": decision.threshold, "passed": decision.passed,
+    "model_package_arn": model.package.model_package_arn, "label": model.label,
+    "features": list(model.features),
+    "rows": comparison.rows, "rmse": comparison.rmse, "mae": comparison.mae,
+}}))
+"""
+
+
+def training_notebook_facts(nb: Any) -> dict[str, Any]:
+    """What the training notebook's last cell printed: its run, gate and prediction error."""
+    for cell in reversed(nb.cells):
+        for out in cell.get("outputs", []):
+            for line in str(out.get("text", "")).splitlines():
+                if line.startswith(TRAINING_NOTEBOOK_RESULT):
+                    return dict(json.loads(line.removeprefix(TRAINING_NOTEBOOK_RESULT)))
+    raise ValueError(f"the training notebook printed no {TRAINING_NOTEBOOK_RESULT.strip()} line")
+
+
 def _first_line_of_error(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^\w*(Error|Exception)\b", line)]
@@ -684,6 +767,18 @@ def render_summary(facts: Mapping[str, Any], cfg: Any) -> str:
         lines.append(
             f"  snowsage train start: {train_cli['started']['execution_id']}; train model: "
             f"{model['model_package_arn']} ({model['approval_status']})"
+        )
+    trained = facts.get("training_notebook")
+    if trained:
+        lines.append("")
+        lines.append(
+            f"Training notebook {TRAINING_NOTEBOOK.name} ran in {trained['seconds']:.0f} s (output: {trained['path']}):"
+        )
+        lines.append(f"  run {trained['run']}: {trained['steps']}")
+        lines.append(f"  gate: {trained['gate']}")
+        lines.append(
+            f"  model {trained['model_package_arn']} predicted {trained['rows']:,} freshly sampled rows: "
+            f"RMSE {trained['rmse']:,.0f}, MAE {trained['mae']:,.0f} ({trained['label']})"
         )
     lines += [
         "",
@@ -779,6 +874,7 @@ def run(options: Options | None = None) -> Result:
         sandbox.notebook()
         sandbox.training()
         sandbox.training_cli()
+        sandbox.training_notebook()
         sandbox.summary()
         result.ok = True
         if sandbox.o.keep_running:

@@ -24,6 +24,16 @@ event (properties already resolved, ``ResponseURL`` pointing back at this server
 ``DIR/<request id>.json`` instead, exactly what CloudFormation would send the function; the sandbox
 runs the handler and answers the URL (see sandbox/custom_resources.py). The stack completes only
 when every custom resource has answered SUCCESS, as on AWS.
+
+And one for what moto does not do at all: run a SageMaker pipeline. moto marks an execution
+Succeeded the moment it starts and has no ListPipelineExecutionSteps. With ``--pipeline-spool DIR``
+(by default ``<custom-resource-spool>/pipelines``) StartPipelineExecution leaves the execution
+Executing and writes it (its ARN, parameters and the pipeline's definition) to ``DIR/<id>.json``;
+the sandbox runs its steps on this machine (sandbox/training_demo.py ``PipelineRunner``) and posts
+each change to ``REPORT_PATH`` on this server: the step records, the training job's description
+(FinalMetricDataList, ModelArtifacts) and the execution's status. DescribePipelineExecution,
+ListPipelineExecutionSteps and DescribeTrainingJob then answer from those reports as SageMaker
+would. Without the spool, executions behave as in plain moto.
 """
 
 from __future__ import annotations
@@ -31,9 +41,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+# Where the sandbox's pipeline runner reports an execution's progress (POST, JSON; see above).
+REPORT_PATH = "/moto-api/sandbox/pipeline-execution"
+EXECUTION_FIELDS = ("PipelineExecutionArn", "Status", "Steps")  # what every report carries
 
 
 def _reshape_cfn_tags(model: Any, reshape: Callable[[Any], Any]) -> None:
@@ -166,6 +182,133 @@ def spool_custom_resources(spool: Path, server_url: str) -> None:
     stack_model.create_resources = create_then_spool
 
 
+def _time(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _backend_of(arn: str) -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    _, _, _, region, account, _ = arn.split(":", 5)
+    return sagemaker_backends[account][region]
+
+
+def spool_pipeline_executions(spool: Path, server_url: str) -> None:
+    """Leave each started execution Executing, spool it, and answer for it from the runner's reports."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker import models, responses
+    from moto.sagemaker.utils import get_pipeline_execution_from_arn
+
+    backend: Any = models.SageMakerModelBackend
+    response: Any = responses.SageMakerResponse
+    spool.mkdir(parents=True, exist_ok=True)
+    steps: dict[str, list[dict[str, Any]]] = {}
+    failure: dict[str, str] = {}
+    lock = threading.Lock()
+    start, describe = backend.start_pipeline_execution, backend.describe_pipeline_execution
+
+    def start_execution(self: Any, pipeline_name: str, *args: Any, **kwargs: Any) -> dict[str, str]:
+        started = start(self, pipeline_name, *args, **kwargs)
+        arn = started["PipelineExecutionArn"]
+        execution = get_pipeline_execution_from_arn(self.pipelines, arn)
+        execution.pipeline_execution_status = "Executing"
+        event = {
+            "PipelineExecutionArn": arn,
+            "PipelineName": pipeline_name,
+            "PipelineParameters": execution.pipeline_parameters or [],
+            "PipelineDefinition": execution.pipeline_definition_for_execution,
+            "ReportURL": f"{server_url}{REPORT_PATH}",
+        }
+        name = arn.rsplit("/", 1)[-1]
+        tmp = spool / f".{name}.tmp"
+        tmp.write_text(json.dumps(event, default=str))
+        tmp.rename(spool / f"{name}.json")
+        return started
+
+    def describe_execution(self: Any, pipeline_execution_arn: str) -> dict[str, Any]:
+        found = describe(self, pipeline_execution_arn)
+        found["FailureReason"] = failure.get(pipeline_execution_arn, "")
+        return found
+
+    def list_steps(self: Any) -> ActionResult:
+        arn = self._get_param("PipelineExecutionArn")
+        get_pipeline_execution_from_arn(self.sagemaker_backend.pipelines, arn)  # a ValidationError if none
+        with lock:
+            found = [dict(s) for s in steps.get(arn, [])]
+        # SageMaker lists the newest step first unless asked otherwise.
+        found.sort(key=lambda s: s["StartTime"], reverse=self._get_param("SortOrder") != "Ascending")
+        return ActionResult({"PipelineExecutionSteps": found})
+
+    def report(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+        body = json.loads(request.get_data() or b"{}")
+        missing = [k for k in EXECUTION_FIELDS if k not in body]
+        if missing:
+            return 400, {}, json.dumps({"error": f"report without {', '.join(missing)}"})
+        arn = body["PipelineExecutionArn"]
+        sagemaker = _backend_of(arn)
+        execution = get_pipeline_execution_from_arn(sagemaker.pipelines, arn)
+        for job in body.get("TrainingJobs", []):
+            _record_training_job(sagemaker, job)
+        with lock:
+            steps[arn] = [
+                {k: _time(v) if k in ("StartTime", "EndTime") else v for k, v in s.items()}
+                for s in body["Steps"]
+            ]
+            if body.get("FailureReason"):
+                failure[arn] = str(body["FailureReason"])
+            execution.pipeline_execution_status = body["Status"]
+            execution.pipeline_execution_failure_reason = body.get("FailureReason") or None
+            execution.last_modified_time = datetime.now(timezone.utc)
+        return 200, {"Content-Type": "application/json"}, json.dumps({"ok": True})
+
+    from moto.moto_api._internal import urls
+
+    urls.url_paths["{0}" + REPORT_PATH + "$"] = report
+    backend.start_pipeline_execution = start_execution
+    backend.describe_pipeline_execution = describe_execution
+    response.list_pipeline_execution_steps = list_steps
+
+
+def _record_training_job(sagemaker: Any, job: Mapping[str, Any]) -> None:
+    """A pipeline's training job as DescribeTrainingJob shows it: created from its request (moto's
+    model), then what the job ended with (status, metrics, model) in place of moto's made-up values."""
+    name = job["TrainingJobName"]
+    if name not in sagemaker.training_jobs:
+        sagemaker.create_training_job(
+            training_job_name=name,
+            hyper_parameters=job.get("HyperParameters", {}),
+            algorithm_specification=dict(job.get("AlgorithmSpecification", {})),
+            role_arn=job.get("RoleArn", ""),
+            input_data_config=job.get("InputDataConfig", []),
+            output_data_config=job.get("OutputDataConfig", {"S3OutputPath": ""}),
+            resource_config=job.get("ResourceConfig", {}),
+            vpc_config=job.get("VpcConfig"),
+            stopping_condition=job.get("StoppingCondition", {}),
+            tags=job.get("Tags", []),
+            enable_network_isolation=job.get("EnableNetworkIsolation", False),
+            enable_inter_container_traffic_encryption=job.get("EnableInterContainerTrafficEncryption", False),
+            enable_managed_spot_training=job.get("EnableManagedSpotTraining", False),
+            checkpoint_config=job.get("CheckpointConfig"),
+            debug_hook_config=None,
+            debug_rule_configurations=None,
+            tensor_board_output_config=None,
+            experiment_config=None,
+        )
+    fake = sagemaker.training_jobs[name]
+    fake.algorithm_specification = dict(job.get("AlgorithmSpecification", {}))  # not moto's test:dcg
+    fake.training_job_status = job.get("TrainingJobStatus", "InProgress")
+    fake.secondary_status = job.get("SecondaryStatus", fake.training_job_status)
+    fake.failure_reason = job.get("FailureReason")
+    fake.model_artifacts = job.get("ModelArtifacts", fake.model_artifacts)
+    fake.final_metric_data_list = [
+        {**m, "Timestamp": _time(m.get("Timestamp"))} for m in job.get("FinalMetricDataList", [])
+    ]
+    for attr, key in (("training_start_time", "TrainingStartTime"), ("training_end_time", "TrainingEndTime")):
+        if job.get(key):
+            setattr(fake, attr, _time(job[key]))
+    fake.last_modified_time = datetime.now(timezone.utc)
+
+
 def apply_fixes() -> None:
     from moto.ec2.models.elastic_ip_addresses import ElasticAddress
     from moto.kms.models import Key
@@ -188,12 +331,18 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--custom-resource-spool", type=Path)
+    parser.add_argument("--pipeline-spool", type=Path)
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     ours, rest = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
     apply_fixes()
     if ours.custom_resource_spool:
         spool_custom_resources(ours.custom_resource_spool, f"http://{ours.host}:{ours.port}")
+    pipelines = ours.pipeline_spool or (
+        ours.custom_resource_spool / "pipelines" if ours.custom_resource_spool else None
+    )
+    if pipelines:
+        spool_pipeline_executions(pipelines, f"http://{ours.host}:{ours.port}")
     moto_main(["-H", ours.host, "-p", str(ours.port), *rest])
 
 

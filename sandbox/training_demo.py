@@ -1,11 +1,14 @@
 """Issue 14's pipeline in the sandbox: the synthesized definition, run here against what moto deployed.
 
-``run_training(...)`` reads the Training stack's ``AWS::SageMaker::Pipeline`` from ``cdk.out``,
+``prepare_training(...)`` reads the Training stack's ``AWS::SageMaker::Pipeline`` from ``cdk.out``,
 resolves its ``PipelineDefinitionBody`` (CloudFormation's ``Fn::Join`` of text and tokens) against
-the deployment (``Deployment``), plays CloudFormation's part for the two resource types moto skips
-(it creates the model package group and the pipeline in moto from their resolved properties),
-starts an execution in moto (which marks it Succeeded at once and runs no step), and then runs
-that execution's steps on this machine with ``sandbox.training.run_pipeline``:
+the deployment (``Deployment``) and plays CloudFormation's part for the two resource types moto
+skips (it creates the model package group and the pipeline in moto from their resolved
+properties). ``PipelineRunner`` is SageMaker's part: sandbox.moto_server leaves every started
+execution Executing and spools it, and the runner runs that execution's steps on this machine with
+``sandbox.training.run_pipeline``, reporting each step, the training job and the end back to moto
+(sandbox.moto_server ``REPORT_PATH``), so whoever started it (``run_training``, ``snowsage train``,
+the notebook's ``snowsage.pipeline``) follows it through the SageMaker API:
 
 - Export: the export function's handler from the synthesized asset (``cdk.out/asset.<hash>``),
   with its deployed environment, through ``sandbox.lambda_runtime`` against fakesnow; the shards
@@ -23,10 +26,15 @@ Lambda, a role's from IAM, a security group's id). A resource moto skipped has n
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +50,8 @@ from sandbox.training import (
     TrainingResult,
     run_pipeline,
 )
-from sandbox.training.definition import ParameterRef, StepRef
+from sandbox.training.definition import ParameterRef, Step, StepRef
+from sandbox.training.runner import StepRun
 from stacks.constructs.training import pipeline_definition as pd
 
 # The export function's pins: the sandbox builds them for this machine, as for the check function.
@@ -420,7 +429,19 @@ def run_definition(
     return pipeline, run
 
 
-def run_training(
+@dataclass
+class TrainingSetup:
+    """The Training stack as deployed in moto, and the executors its steps run with here."""
+
+    stack: str
+    template: Mapping[str, Any]
+    deployment: Deployment
+    pipeline: DeployedPipeline
+    export_fn: ExportFunction
+    executors: Executors
+
+
+def prepare_training(
     *,
     cdk_out: Path,
     stack: str,
@@ -430,43 +451,244 @@ def run_training(
     library_path: Sequence[Path],
     work_dir: Path,
     log_dir: Path,
-    parameters: Mapping[str, Any] | None = None,
-    edit_definition: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> TrainingOutcome:
-    """Resolve, create in moto, start, and run the stack's pipeline here (see the module docstring)."""
+) -> TrainingSetup:
+    """Resolve the stack's pipeline, create it in moto, and build the executors its steps need."""
     template = stack_template(cdk_out, stack)
     deployment = Deployment(client=client, template=template, stack=stack, region=region)
     pipeline = deployed_pipeline(deployment)
-    definition = edit_definition(pipeline.definition) if edit_definition else pipeline.definition
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "definition.json").write_text(json.dumps(definition, indent=2))
+    (work_dir / "definition.json").write_text(json.dumps(pipeline.definition, indent=2))
     sagemaker = client("sagemaker")
     create_in_moto(sagemaker, pipeline)
     export_fn = _export_function(deployment, template, cdk_out, aws_env, library_path, log_dir)
-    parameters = dict(parameters or {})
-    execution_arn = sagemaker.start_pipeline_execution(
-        PipelineName=pipeline.name,
-        PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()],
-    )["PipelineExecutionArn"]
     executors = Executors(
         invoke_lambda=export_fn,
         train=LocalTrainer(s3=client("s3"), work_dir=work_dir / "jobs"),
         register_model=ModelRegistry(sagemaker=sagemaker),
     )
-    parsed, run = run_definition(
-        definition,
-        executors=executors,
-        pipeline_name=pipeline.name,
-        parameters=parameters,
-        execution_id=execution_arn.rsplit("/", 1)[-1],
-        region=region,
-        account=deployment.account,
-    )
+    return TrainingSetup(stack, template, deployment, pipeline, export_fn, executors)
+
+
+class _Report:
+    """One execution's progress as SageMaker's API shows it, posted to moto after every change."""
+
+    def __init__(self, event: Mapping[str, Any], region: str, account: str) -> None:
+        self.url, self.arn = str(event["ReportURL"]), str(event["PipelineExecutionArn"])
+        self.region, self.account = region, account
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.jobs: list[Mapping[str, Any]] = []
+
+    def post(self, status: str, failure: str | None = None) -> None:
+        body = {
+            "PipelineExecutionArn": self.arn,
+            "Status": status,
+            "FailureReason": failure,
+            "Steps": list(self.steps.values()),
+            "TrainingJobs": self.jobs,
+        }
+        request = urllib.request.Request(  # noqa: S310 - the URL is our own loopback moto server
+            self.url,
+            data=json.dumps(body, default=str).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            if response.status != 200:
+                raise TrainingDemoError(f"moto answered {response.status} to the report of {self.arn}")
+
+    def train(self, trainer: Callable[..., Any]) -> Callable[..., Any]:
+        """The Training executor, recording the job as DescribeTrainingJob will show it."""
+
+        def run(*, job_name: str, request: Mapping[str, Any]) -> Any:
+            try:
+                result = trainer(job_name=job_name, request=request)
+            except Exception as exc:
+                self.jobs.append(
+                    {
+                        **request,
+                        "TrainingJobName": job_name,
+                        "TrainingJobStatus": "Failed",
+                        "FailureReason": str(exc),
+                    }
+                )
+                raise
+            properties = getattr(result, "properties", result)
+            self.jobs.append({**properties, "TrainingJobName": job_name})
+            return result
+
+        return run
+
+    def step(self, step: Step, run: StepRun | None) -> None:
+        now = datetime.now(timezone.utc).isoformat()
+        if run is None:
+            self.steps[step.name] = {
+                "StepName": step.name,
+                "StepStatus": "Executing",
+                "StartTime": now,
+                "Metadata": {},
+            }
+        else:
+            record = self.steps[step.name]
+            record.update(StepStatus=run.status, EndTime=now, Metadata=self._metadata(step, run))
+            if run.failure_reason:
+                record["FailureReason"] = run.failure_reason
+        self.post("Executing")
+
+    def _metadata(self, step: Step, run: StepRun) -> dict[str, Any]:
+        props = run.properties
+        if step.type == "Lambda":
+            outputs = props.get("OutputParameters", {})
+            return {
+                "Lambda": {
+                    "Arn": step.function_arn if isinstance(step.function_arn, str) else "",
+                    "OutputParameters": [{"Name": k, "Value": str(v)} for k, v in outputs.items()],
+                }
+            }
+        if step.type == "Training" and self.jobs:
+            name = self.jobs[-1]["TrainingJobName"]
+            return {
+                "TrainingJob": {"Arn": f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{name}"}
+            }
+        if step.type == "Condition" and "Outcome" in props:
+            return {"Condition": {"Outcome": "True" if props["Outcome"] else "False"}}
+        if step.type == "RegisterModel" and "ModelPackageArn" in props:
+            return {"RegisterModel": {"Arn": props["ModelPackageArn"]}}
+        if step.type == "Fail":
+            return {"Fail": {"ErrorMessage": run.failure_reason or ""}}
+        return {}
+
+
+class PipelineRunner:
+    """SageMaker's part for the executions moto spools: each one's steps run here, one execution at a
+    time, with the stack's executors; ``runs`` keeps each finished PipelineRun by execution ARN.
+
+    A thread polls the spool; it ends with ``stop()`` or when ``alive()`` turns false (moto stopped).
+    """
+
+    def __init__(
+        self,
+        *,
+        spool: Path,
+        executors: Executors,
+        region: str,
+        account: str,
+        alive: Callable[[], bool] = lambda: True,
+        poll_seconds: float = 0.2,
+    ) -> None:
+        self.spool, self.executors, self.alive, self.poll_seconds = spool, executors, alive, poll_seconds
+        self.region, self.account = region, account
+        self.runs: dict[str, PipelineRun] = {}
+        self.errors: dict[str, str] = {}
+        self.definitions: dict[str, PipelineDefinition] = {}
+        self._done = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pipeline-runner", daemon=True)
+
+    def start(self) -> PipelineRunner:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def wait_for(self, arn: str, timeout: float) -> PipelineRun:
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while arn not in self.runs and arn not in self.errors:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    raise TrainingDemoError(
+                        f"the sandbox's pipeline runner did not finish {arn} in {timeout:g} s"
+                    )
+                self._done.wait(min(left, 1.0))
+        if arn in self.errors:
+            raise TrainingDemoError(self.errors[arn])
+        return self.runs[arn]
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and self.alive():
+            for path in sorted(self.spool.glob("*.json"), key=lambda p: p.stat().st_mtime):
+                claimed = path.with_suffix(".taken")
+                try:
+                    path.rename(claimed)  # each execution is run once, by the runner that claims it
+                except FileNotFoundError:
+                    continue
+                self._execute(json.loads(claimed.read_text()))
+                if self._stop.is_set():
+                    break
+            self._stop.wait(self.poll_seconds)
+
+    def _execute(self, event: Mapping[str, Any]) -> None:
+        arn = str(event["PipelineExecutionArn"])
+        region, account = self.region, self.account
+        report = _Report(event, region, account)
+        try:
+            definition = PipelineDefinition.parse(json.loads(event["PipelineDefinition"]))
+            executors = self.executors
+            run = run_pipeline(
+                definition,
+                executors=Executors(
+                    invoke_lambda=executors.invoke_lambda,
+                    train=report.train(executors.train) if executors.train else None,
+                    register_model=executors.register_model,
+                ),
+                parameters={p["Name"]: p["Value"] for p in event.get("PipelineParameters") or []},
+                execution_id=arn.rsplit("/", 1)[-1],
+                pipeline_name=str(event["PipelineName"]),
+                region=region,
+                account=account,
+                on_step=report.step,
+            )
+            report.post(run.status, run.failure_reason)
+        except Exception as exc:  # noqa: BLE001 - an execution the runner cannot run fails, as on AWS
+            reason = f"the sandbox could not run this execution: {type(exc).__name__}: {exc}"
+            with self._done:
+                self.errors[arn] = reason
+                self._done.notify_all()
+            with contextlib.suppress(Exception):  # moto is gone; the error above is kept
+                report.post("Failed", reason)
+            return
+        with self._done:
+            self.definitions[arn] = definition
+            self.runs[arn] = run
+            self._done.notify_all()
+
+
+def run_training(
+    setup: TrainingSetup,
+    runner: PipelineRunner,
+    *,
+    client: Callable[[str], Any],
+    parameters: Mapping[str, Any] | None = None,
+    timeout: float = 1800.0,
+) -> TrainingOutcome:
+    """Start an execution in moto, let the runner run it, and check what it did (see the module docstring)."""
+    pipeline = setup.pipeline
+    sagemaker = client("sagemaker")
+    parameters = dict(parameters or {})
+    execution_arn = sagemaker.start_pipeline_execution(
+        PipelineName=pipeline.name,
+        PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()],
+    )["PipelineExecutionArn"]
+    run = runner.wait_for(execution_arn, timeout)
+    if run.status != "Succeeded":
+        failed = next((s.name for s in run.steps if s.status == "Failed"), "?")
+        raise TrainingDemoError(f"pipeline step {failed} failed: {run.failure_reason}")
+    status = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)[
+        "PipelineExecutionStatus"
+    ]
+    if status != "Succeeded":
+        raise TrainingDemoError(
+            f"the run succeeded here, but moto reports execution {execution_arn} {status}"
+        )
+    parsed = runner.definitions[execution_arn]
     export = run.step(pd.STEP_EXPORT).properties["OutputParameters"]
     training = run.step(pd.STEP_TRAIN).detail
     if not isinstance(training, TrainingResult):
         raise TrainingDemoError(f"step {pd.STEP_TRAIN} ran no local training job")
-    bucket = _bucket(export_fn, export)
+    bucket = _bucket(setup.export_fn, export)
     check_shards(training, export, bucket)
     registered = run.step(pd.STEP_REGISTER).properties
     packages = tuple(
@@ -478,8 +700,9 @@ def run_training(
         )
     manifest_key = f"{export['train_prefix'].rsplit('/', 2)[0]}/manifest.json"
     manifest = json.loads(client("s3").get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    template, deployment = setup.template, setup.deployment
     return TrainingOutcome(
-        stack=stack,
+        stack=setup.stack,
         pipeline=pipeline.name,
         execution_arn=execution_arn,
         run=run,
@@ -547,7 +770,7 @@ def render(outcome: TrainingOutcome) -> list[str]:
     export, training = outcome.export, outcome.training
     lines = [
         f"Training pipeline {outcome.pipeline} ({outcome.stack}; execution {outcome.execution_arn.rsplit('/', 1)[-1]} "
-        "started in moto, its steps run here):",
+        "started in moto, its steps run here and reported back to moto):",
         "  skipped by moto: "
         + (", ".join(f"{t} x{n}" for t, n in outcome.skipped_by_moto.items()) or "none")
         + f"; the sandbox created {PIPELINE_TYPE} and {PACKAGE_GROUP_TYPE} in moto from the template",

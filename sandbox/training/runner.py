@@ -119,10 +119,13 @@ def run_pipeline(
     pipeline_name: str = "sandbox-pipeline",
     region: str = "us-east-1",
     account: str = "123456789012",
+    on_step: Callable[[Step, StepRun | None], None] | None = None,
 ) -> PipelineRun:
     """Execute the definition and return its run record (failed runs too: see ``raise_for_status``).
 
     ``parameters`` overrides defaults by name (strings are parsed as StartPipelineExecution's are).
+    ``on_step(step, None)`` is called as a step starts and ``on_step(step, its StepRun)`` as it ends
+    (how the sandbox reports progress to moto).
     A malformed definition, an unknown or missing parameter, or a step type without an executor
     raises DefinitionError before any step runs.
     """
@@ -159,8 +162,12 @@ def run_pipeline(
         if failure is not None or _blocked(step, skipped, outcomes):
             skipped.add(name)
             continue
+        if on_step:
+            on_step(step, None)
         run = _run_step(step, state, executors)
         runs.append(run)
+        if on_step:
+            on_step(step, run)
         if run.status == FAILED:
             failure = run.failure_reason
         else:

@@ -25,14 +25,20 @@ TRAINING_STEP = "training pipeline (synthesized definition)"
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, fakesnow_server: ServerProcess) -> Any:
+def demo_result(tmp_path_factory: pytest.TempPathFactory, fakesnow_server: ServerProcess) -> Any:
     workdir = tmp_path_factory.mktemp("training-demo")
     out = io.StringIO()
     result = demo.run(demo.Options(workdir=workdir, fakesnow_port=fakesnow_server.port, out=out))
     assert result.ok, f"{result.error}\n--- output\n{out.getvalue()[-3000:]}"
     if "training" not in result.facts:
         pytest.skip("the app has no Training stack yet: the demo's training step skipped")
-    return result.facts["training"], out.getvalue(), workdir
+    return result, out.getvalue(), workdir
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_result: Any) -> Any:
+    result, output, workdir = demo_result
+    return result.facts["training"], output, workdir
 
 
 def _rows(frame: Any) -> Counter[tuple[float, ...]]:
@@ -161,10 +167,89 @@ def test_without_a_training_stack_the_step_skips_with_its_reason(tmp_path: Path)
     assert "training" not in sandbox.result.facts
 
 
-def test_the_cli_starts_a_run_lists_it_and_shows_the_registered_model(demo_run: Any) -> None:
-    """What an orchestrator or an operator does against the deployment: `snowsage train start`,
-    `train runs` and `train model`, by the Training stack's outputs (moto runs no step itself)."""
-    outcome, output, _ = demo_run
+def test_the_cli_starts_a_run_lists_it_and_shows_the_registered_model(demo_result: Any) -> None:
+    """What an orchestrator or an operator does against the deployment: `snowsage train start
+    --wait`, `train runs` and `train model`, by the Training stack's outputs; the sandbox runs that
+    execution's steps and moto reports them (sandbox/moto_server.py's pipeline stand-in)."""
+    result, output, _ = demo_result
     number = demo.STEPS.index("snowsage train start, runs, model") + 1
     assert f"[{number}/{len(demo.STEPS)}] snowsage train start, runs, model: ok" in output
-    assert f"train model: {outcome.model_package_arn} (PendingManualApproval)" in output
+    run = result.facts["train_cli"]["started"]["run"]
+    assert run["status"] == "Succeeded" and run["steps_unavailable"] is None
+    assert [(s["name"], s["status"]) for s in run["steps"]] == [
+        (name, "Succeeded")
+        for name in (pd.STEP_EXPORT, pd.STEP_DATA_CHECK, pd.STEP_TRAIN, pd.STEP_GATE, pd.STEP_REGISTER)
+    ]
+    metric = run["metric"]
+    assert metric["name"] == "validation:rmse" and metric["passed"] is True and metric["value"] > 0
+    registered = next(s["detail"] for s in run["steps"] if s["name"] == pd.STEP_REGISTER)
+    model = result.facts["train_cli"]["model"]["model_package_arn"]
+    assert registered == f"model package {model}"
+    assert model != result.facts["training"].model_package_arn  # a run of its own, registered after
+    assert f"train model: {model} (PendingManualApproval)" in output
+
+
+def test_the_training_notebook_trains_loads_the_model_and_predicts_real_prices(
+    demo_result: Any, fakesnow_server: ServerProcess
+) -> None:
+    import nbformat
+    import numpy as np
+    import snowflake.connector
+    import xgboost as xgb
+
+    from snowsage.notebook import sample_sql
+
+    result, output, workdir = demo_result
+    number = demo.STEPS.index("training notebook") + 1
+    assert f"[{number}/{len(demo.STEPS)}] training notebook: ok" in output
+    facts = result.facts["training_notebook"]
+    executed = nbformat.read(facts["path"], as_version=4)
+    assert executed.metadata.kernelspec.name == "snowsage"
+    assert [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"] == []
+    # The run went through every step; wait() printed them as the stand-in reported them.
+    assert facts["steps"] == " -> ".join(
+        f"{n} succeeded"
+        for n in (pd.STEP_EXPORT, pd.STEP_DATA_CHECK, pd.STEP_TRAIN, pd.STEP_GATE, pd.STEP_REGISTER)
+    )
+    waited = "".join(
+        str(o.get("text", "")) for c in executed.cells if "wait(run)" in c.source for o in c.outputs
+    )
+    assert (
+        f"run {facts['run']}: Succeeded" in waited
+        and f"training job pipelines-{facts['run']}-Train" in waited
+    )
+    assert facts["passed"] is True and facts["value"] <= facts["threshold"]
+    params: dict[str, Any] = {}
+    exec(next(c.source for c in executed.cells if "parameters" in c.metadata.get("tags", [])), params)  # noqa: S102
+    # The numbers are real: the run's own booster (host algo-1's, which it uploaded) on the same
+    # seeded sample, read again from fakesnow, gives the same error.
+    booster = xgb.Booster()
+    booster.load_model(
+        str(
+            workdir
+            / "training"
+            / "jobs"
+            / f"pipelines-{facts['run']}-Train"
+            / "algo-1"
+            / "model"
+            / "xgboost-model"
+        )
+    )
+    conn = snowflake.connector.connect(
+        account="sandbox", user="t", password="t", host="127.0.0.1", port=fakesnow_server.port,
+        protocol="http", database="ANALYTICS", schema="PUBLIC",
+    )  # fmt: skip
+    try:
+        frame = (
+            conn.cursor()
+            .execute(sample_sql(params["TABLE"], params["SAMPLE_PERCENT"], params["SEED"]))
+            .fetch_pandas_all()
+        )
+    finally:
+        conn.close()
+    assert len(frame) == facts["rows"] > 0
+    predicted = booster.predict(xgb.DMatrix(frame[facts["features"]].to_numpy(dtype="float64")))
+    rmse = float(np.sqrt(np.mean((predicted - frame[facts["label"]].to_numpy(dtype="float64")) ** 2)))
+    assert rmse == pytest.approx(facts["rmse"], rel=1e-9)
+    assert 0 < facts["mae"] <= facts["rmse"]
+    assert f"RMSE {facts['rmse']:,.0f}, MAE {facts['mae']:,.0f} (PRICE)" in output

@@ -47,15 +47,15 @@ synth: install
 	cdk synth --quiet
 	@ls cdk.out/*.template.json
 
-# The workflows: actionlint (syntax, expressions, shellcheck on run: blocks) and zizmor's security
-# audits (pedantic: code smells count too; offline: no GitHub API). Any finding fails, and so does a
-# workflow zizmor cannot parse (--strict-collection) instead of being skipped.
+# .github: actionlint (workflow syntax, expressions, shellcheck on run: blocks) and zizmor's security
+# audits of the workflows and dependabot.yml (pedantic: code smells count too; offline: no GitHub
+# API). Any finding fails, and so does a file zizmor cannot parse (--strict-collection).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
-	$(BIN)/zizmor --offline --strict-collection --persona pedantic --no-progress .github/workflows
+	$(BIN)/zizmor --offline --strict-collection --persona pedantic --no-progress .github
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -129,7 +129,7 @@ def test_deploy_diffs_before_it_deploys_and_stops_on_broadening_unless_approved(
     diff = _index(steps, lambda s: "cdk diff" in s.get("run", ""))
     deploy = _index(steps, lambda s: "cdk deploy" in s.get("run", ""))
     assert creds < diff < deploy == len(steps) - 1
-    assert "npx --no-install cdk diff --all " in steps[diff]["run"]
+    assert 'npx --no-install cdk diff "${context[@]}"' in steps[diff]["run"]  # no names: every stack
     command = steps[deploy]["run"]
     assert 'npx --no-install cdk deploy --all --require-approval "${REQUIRE_APPROVAL}"' in command
     # --yes would answer the broadening prompt itself.

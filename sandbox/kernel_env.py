@@ -10,7 +10,9 @@ construct ships, and uploads it to moto's S3. Then it runs the deployed on-start
 construct rendered it; only the wheelhouse URI is this one) with the lifecycle scripts' own
 environment overrides: a temporary home, /opt/snowsage and kernelspec folder under the workdir, a
 venv of this Python as conda_python3, a runuser stub (this is not an instance: there is no
-ec2-user), a crontab stub. Neither script has a sandbox branch.
+ec2-user), a crontab stub. Given the deployed on-create script too (`make notebook`), it runs first,
+in the same environment, as on an instance's first start: it restores the (empty) backup and copies
+the example notebooks from the wheelhouse into the home. Neither script has a sandbox branch.
 """
 
 from __future__ import annotations
@@ -141,9 +143,12 @@ def build(
     child_env: Mapping[str, str],
     log: Callable[[str], None] = lambda _: None,
     timeout: float = INSTALL_TIMEOUT,
+    on_create_script: str | None = None,
 ) -> KernelEnv:
     """Run the deployed on_start.sh against ``home`` with this machine's wheelhouse; return the
-    kernel env once install-status.json says ok (KernelEnvError with the reason otherwise)."""
+    kernel env once install-status.json says ok (KernelEnvError with the reason otherwise).
+    With ``on_create_script`` (the deployed on-create script), it runs first, as on an instance's
+    first start: it restores the backup into an empty home and copies the example notebooks."""
     seconds: dict[str, float] = {}
     began = time.monotonic()
     zip_path = host_wheelhouse_zip(log)
@@ -188,13 +193,14 @@ def build(
         RESOURCE_METADATA=str(metadata),
         PIP_NO_INDEX="1",
     )
+    if on_create_script is not None:
+        began = time.monotonic()
+        created = root / "on_create.rendered.sh"
+        created.write_text(with_wheelhouse(on_create_script, uri))
+        _run_script(created, env, root / "on_create.log")
+        seconds["on_create"] = time.monotonic() - began
     began = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    (root / "on_start.log").write_text(f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-    if proc.returncode != 0:
-        raise KernelEnvError(f"on_start.sh exited with {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    _run_script(script, env, root / "on_start.log")
     seconds["on_start foreground"] = time.monotonic() - began
 
     status_file = home / ".snowsage" / "install-status.json"
@@ -237,6 +243,23 @@ def build(
         wheels=wheels,
         seconds=seconds,
     )
+
+
+def _run_script(script: Path, env: Mapping[str, str], log: Path) -> None:
+    """Run a rendered lifecycle script the way SageMaker does (bash, its 5-minute limit); its output
+    goes to ``log``."""
+    name = script.name.replace(".rendered", "")
+    try:
+        proc = subprocess.run(
+            ["bash", str(script)], env=dict(env), capture_output=True, text=True, timeout=300, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise KernelEnvError(f"{name} did not finish within SageMaker's 5-minute limit") from None
+    log.write_text(f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    if proc.returncode != 0:
+        raise KernelEnvError(
+            f"{name} exited with {proc.returncode} (log {log}): {proc.stderr.strip()[-800:]}"
+        )
 
 
 PROBE_SOURCE = (

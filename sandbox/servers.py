@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +86,18 @@ def answers_http(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def start(name: str, args: Sequence[str], *, port: int, log: Path, ready_path: str, timeout: float) -> Server:
-    """Start ``python <args>`` and wait until it answers HTTP on ``port``; stop it if it never does."""
+def start(
+    name: str,
+    args: Sequence[str],
+    *,
+    port: int,
+    log: Path,
+    ready_path: str,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> Server:
+    """Start ``python <args>`` (in ``env``, else this process's environment) and wait until it
+    answers HTTP on ``port``; stop it if it never does."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -96,6 +106,7 @@ def start(name: str, args: Sequence[str], *, port: int, log: Path, ready_path: s
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
             start_new_session=True,
             preexec_fn=_die_with_parent(),
         )

@@ -353,7 +353,9 @@ def steps(run: Run = None) -> pd.DataFrame:
 
 def _gate_text(m: Metric) -> str:
     verdict = {True: "passed", False: "refused", None: "undecided"}[m.passed]
-    return f"{m.name} = {m.value:.6g} {m.comparison or '?'} threshold {m.threshold:g}: gate {verdict}"
+    value = "?" if m.value is None else f"{m.value:.6g}"
+    threshold = "?" if m.threshold is None else f"{m.threshold:g}"
+    return f"{m.name} = {value} {m.comparison or '?'} threshold {threshold}: gate {verdict}"
 
 
 @dataclass(frozen=True)

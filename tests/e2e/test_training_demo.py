@@ -212,7 +212,10 @@ def test_the_training_notebook_trains_loads_the_model_and_predicts_real_prices(
         for n in (pd.STEP_EXPORT, pd.STEP_DATA_CHECK, pd.STEP_TRAIN, pd.STEP_GATE, pd.STEP_REGISTER)
     )
     waited = "".join(
-        str(o.get("text", "")) for c in executed.cells if "wait(run)" in c.source for o in c.outputs
+        str(o.get("text", ""))
+        for c in executed.cells
+        if c.cell_type == "code" and "wait(run)" in c.source
+        for o in c.outputs
     )
     assert (
         f"run {facts['run']}: Succeeded" in waited

@@ -42,6 +42,7 @@ WORKDIR = demo.REPO_ROOT / ".sandbox"
 UI_DIR = "notebook-ui"  # under the workdir: the home, the kernel env's root, JupyterLab's state
 QUICKSTART = demo.NOTEBOOK.name
 JUPYTER_TIMEOUT = 90.0
+DEPLOY_LAST_STEP = "snowsage credentials status"  # deploy() runs the demo's steps up to this one
 # JupyterLab's own settings for a closed network: it asks for and fetches no news, checks no updates.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
@@ -292,7 +293,8 @@ def start(
         say(f"notebook: using the sandbox kept running by process {running.pid} ({workdir})")
         deployment = attach(running, stream)
     else:
-        say(f"notebook: deploying the sandbox in {workdir} (steps 1-8 of `make demo`, about a minute or two)")
+        last = demo.STEPS.index(DEPLOY_LAST_STEP) + 1
+        say(f"notebook: deploying the sandbox in {workdir} (steps 1-{last} of `make demo`, a minute or two)")
         deployment = deploy(workdir, stream, fakesnow_port)
     where = paths(workdir)
     try:
@@ -320,15 +322,19 @@ def start(
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT both stop the run, also when the shell that started it ignores SIGINT
+    (a background job)."""
+
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _quiet_jsii_exit(unraisable: Any) -> None:
@@ -355,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sys.unraisablehook = _quiet_jsii_exit
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         try:
             ui = start(args.workdir, reuse=not args.fresh)
         except NotebookUIError as exc:

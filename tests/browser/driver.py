@@ -37,7 +37,7 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-quic",
-    "--window-size=1400,1500",
+    "--window-size=1400,1000",
 )
 STDERR_MIME = "application/vnd.jupyter.stderr"  # how JupyterLab renders an error (and stderr)
 

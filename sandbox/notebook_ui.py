@@ -237,6 +237,12 @@ def start_jupyterlab(
         target = state / "lab-settings" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(doc))
+    # The token in JupyterLab's own config (0600): not on its command line, which any local user can
+    # read, and not in its environment, which every kernel inherits.
+    config = state / "config" / "jupyter_server_config.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.touch(mode=0o600)
+    config.write_text(json.dumps({"IdentityProvider": {"token": token}}))
     jupyter_data = str(kenv.jupyter_dir)  # holds kernels/snowsage, which on_start.sh registered
     env = deployment.sandbox.child_env(
         SNOWSAGE_SETTINGS_FILE=str(where.settings_file),
@@ -247,8 +253,8 @@ def start_jupyterlab(
         JUPYTERLAB_SETTINGS_DIR=str(state / "lab-settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(state / "workspaces"),
         IPYTHONDIR=str(state / "ipython"),
-        JUPYTER_TOKEN=token,  # not on the command line, where any local user could read it
     )
+    env.pop("JUPYTER_TOKEN", None)
     env.pop("PYTHONPATH", None)  # the kernel's own env: not this checkout's snowsage
     port = servers.free_port()
     args = [

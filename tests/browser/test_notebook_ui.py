@@ -88,16 +88,19 @@ def _raising_notebook(home: Path) -> None:
     nbformat.write(nb, home / RAISES)
 
 
-def _processes_under(folder: Path) -> list[str]:
-    """Command lines of the live processes whose executable or arguments point into ``folder``."""
-    found = []
+def _processes_under(folder: Path) -> dict[str, bytes]:
+    """The live processes whose command line points into ``folder`` (JupyterLab rooted there, the
+    kernels running its env): pid and command line -> command line and environment."""
+    found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
         except OSError:
             continue
-        if str(folder) in cmd and "pytest" not in cmd:
-            found.append(f"{proc.name}: {cmd[:200]}")
+        text = cmd.replace(b"\0", b" ").decode(errors="replace")
+        if str(folder) in text:
+            found[f"{proc.name}: {text[:200]}"] = cmd + b"\0" + environ
     return found
 
 
@@ -176,13 +179,21 @@ def test_the_quickstart_runs_through_jupyterlab_and_a_raising_cell_is_reported(
             assert "cell 1 ('# this cell raises'): ZeroDivisionError: division by zero" in report, report
             assert "not run: cells 2" in report
 
+        # The token is in no command line and no environment of JupyterLab or its kernels.
+        served = _processes_under(home)
+        assert any("ipykernel_launcher" in p for p in served) and any("jupyterlab" in p for p in served), (
+            served
+        )
+        token = URL_LINE.match(url).group(2).encode()  # type: ignore[union-attr]
+        assert [p for p, seen in served.items() if token in seen] == []
+
         ui.send_signal(signal.SIGINT)  # Ctrl-C
         ui.wait(timeout=60)
         err = ui.stderr.read() if ui.stderr else ""
         assert ui.returncode == 0, err[-2000:]
         assert "Traceback" not in err, err[-2000:]
         assert not servers.answers_http(f"http://127.0.0.1:{port}/api/status")  # JupyterLab stopped
-        assert _processes_under(home) == []  # and its kernels (they run the env in the home)
+        assert list(_processes_under(home)) == []  # and its kernels (they run the env in the home)
         assert servers.answers_http(deployment.moto_url + "/moto-api/")  # a reused sandbox stays up
     finally:
         if ui is not None and ui.poll() is None:

@@ -42,7 +42,6 @@ WORKDIR = demo.REPO_ROOT / ".sandbox"
 UI_DIR = "notebook-ui"  # under the workdir: the home, the kernel env's root, JupyterLab's state
 QUICKSTART = demo.NOTEBOOK.name
 JUPYTER_TIMEOUT = 90.0
-DEPLOY_LAST_STEP = "snowsage credentials status"  # deploy() runs the demo's steps up to this one
 # JupyterLab's own settings for a closed network: it asks for and fetches no news, checks no updates.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
@@ -299,8 +298,9 @@ def start(
         say(f"notebook: using the sandbox kept running by process {running.pid} ({workdir})")
         deployment = attach(running, stream)
     else:
-        last = demo.STEPS.index(DEPLOY_LAST_STEP) + 1
-        say(f"notebook: deploying the sandbox in {workdir} (steps 1-{last} of `make demo`, a minute or two)")
+        say(
+            f"notebook: deploying the sandbox in {workdir} (the demo's steps up to the operator CLI; a minute or two)"
+        )
         deployment = deploy(workdir, stream, fakesnow_port)
     where = paths(workdir)
     try:

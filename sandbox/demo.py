@@ -285,7 +285,16 @@ class Sandbox:
             account = self.client("sts").get_caller_identity()["Account"]
             self.result.facts["account"] = account
             self.run(
-                [cdk, "bootstrap", f"aws://{account}/{REGION}", "--no-notices"],
+                # Its own --output: the CLI locks its output folder, and the repository's cdk.out
+                # may be in use by another CLI (a parallel test's run, make synth).
+                [
+                    cdk,
+                    "bootstrap",
+                    f"aws://{account}/{REGION}",
+                    "--no-notices",
+                    "--output",
+                    str(self.cdk_out),
+                ],
                 log="cdk-bootstrap.log",
                 env=cfn_s3,
             )

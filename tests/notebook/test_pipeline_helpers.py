@@ -269,6 +269,11 @@ def test_wait_gives_up_after_its_timeout_and_the_run_goes_on(
             f"wait({run.execution_id!r}) follows it again (and steps({run.execution_id!r}) shows where it is)"
         )
         assert list(tp.steps(run)["status"]) == ["Executing"]
+        with pytest.raises(tp.NoRunYet) as unfinished:
+            tp.gate()  # the newest finished run: there is none yet
+        assert f"(the newest, {run.execution_id}, is Executing): wait() follows it to the end" in str(
+            unfinished.value
+        )
     finally:
         release.set()
     with pytest.raises(tp.RunFailed, match="stopped by the test"):

@@ -143,8 +143,8 @@ def _errors(ctx: _Context) -> Iterator[None]:
     try:
         with aws.sdk_loggers_quiet():
             yield
-    except ops.TrainingNotDeployed as exc:
-        raise TrainingNotDeployed(f"{exc}; then stop and start the notebook instance") from None
+    except ops.TrainingNotDeployed as exc:  # the settings name it, but SageMaker has no such resource
+        raise TrainingNotDeployed(str(exc)) from None
     except ops.NoRunYet:
         raise NoRunYet(
             f"pipeline {ctx.dep.output('Training', 'TrainingPipelineName')} has no run yet: start one "

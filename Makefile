@@ -12,6 +12,7 @@ export PYTHONPATH := $(CURDIR)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 PYTEST_ARGS ?= -n auto
+DEMO_ARGS ?=  # e.g. --keep-running: keep the sandbox up after the summary for `make notebook`
 
 .PHONY: help install synth summary test unit integration infra e2e lint demo notebook deploy destroy bench clean lock
 
@@ -67,7 +68,7 @@ unit integration infra e2e: install
 	$(BIN)/python -m pytest -m $@ $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/python -m sandbox
+	$(BIN)/python -m sandbox $(DEMO_ARGS)
 
 notebook: install
 	$(BIN)/python -m sandbox.notebook_ui

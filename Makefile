@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
-PYTEST_ARGS ?= -n auto
+PYTEST_ARGS ?= -n auto --dist loadgroup  # loadgroup: the e2e modules that share one demo run share a worker
 DEMO_ARGS ?=  # e.g. --keep-running: keep the sandbox up after the summary for `make notebook`
 
 .PHONY: help install synth summary test unit integration infra e2e lint demo notebook deploy destroy bench clean lock

@@ -1,6 +1,6 @@
 """Wall time of the whole test suite on this machine's cores, and which modules dominate it.
 
-``python -m pytest tests -q -n auto -p no:cacheprovider --durations=15``: what ``make test`` runs
+``python -m pytest tests -q -n auto --dist loadgroup -p no:cacheprovider --durations=15``: what ``make test`` runs
 (``-n auto``: one worker per core), run as is (no baseline: the target is absolute). Run last by bench.run: it keeps both cores busy for minutes.
 """
 
@@ -17,7 +17,19 @@ NAME = "test_suite"
 TITLE = "Test suite wall time (pytest -n auto, as make test runs it)"
 DEFAULT_REPETITIONS = 1
 LIMIT = 180.0
-COMMAND = ["-m", "pytest", "tests", "-q", "-n", "auto", "-p", "no:cacheprovider", "--durations=15"]
+COMMAND = [
+    "-m",
+    "pytest",
+    "tests",
+    "-q",
+    "-n",
+    "auto",
+    "--dist",
+    "loadgroup",
+    "-p",
+    "no:cacheprovider",
+    "--durations=15",
+]
 DURATION = re.compile(r"^\s*([\d.]+)s (setup|call|teardown)\s+(\S+?)::(\S+)", re.M)
 FAILED = re.compile(r"^FAILED (\S+)", re.M)
 SUMMARY = re.compile(r"^=* ?(.*(?:passed|failed|error).*) in ([\d.]+)s", re.M)

@@ -17,7 +17,7 @@ import pytest
 
 from sandbox import demo, servers
 from sandbox.sample_data import COLUMNS
-from tests.conftest import ServerProcess
+from tests.e2e.conftest import DEMO_GROUP, DemoRun
 
 pytestmark = pytest.mark.e2e
 
@@ -32,14 +32,12 @@ def _written(workdir: Path, output: str) -> str:
     return "\n".join(parts)
 
 
-def test_sandbox_runs_the_product_end_to_end(tmp_path: Path, fakesnow_server: ServerProcess) -> None:
+@DEMO_GROUP
+def test_sandbox_runs_the_product_end_to_end(sandbox_demo: DemoRun) -> None:
     context_file = REPO_ROOT / "cdk.context.json"
-    context_before = context_file.read_bytes() if context_file.exists() else None
-    out = io.StringIO()
+    result, tmp_path, context_before = sandbox_demo.result, sandbox_demo.workdir, sandbox_demo.context_before
 
-    result = demo.run(demo.Options(workdir=tmp_path, fakesnow_port=fakesnow_server.port, out=out))
-
-    assert result.ok, f"{result.error}\n--- output\n{out.getvalue()[-3000:]}"
+    assert result.ok, f"{result.error}\n--- output\n{sandbox_demo.output[-3000:]}"
     facts = result.facts
     assert [s["status"] for s in facts["stacks"]] == ["CREATE_COMPLETE"] * 3
     # The skipped types are listed, and nothing the product depends on at run time is among them.
@@ -74,7 +72,7 @@ def test_sandbox_runs_the_product_end_to_end(tmp_path: Path, fakesnow_server: Se
     assert [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"] == []
     assert "SNOWSAGE_KERNEL_PROBE" in str(executed.cells[-1].outputs)
 
-    summary = out.getvalue()
+    summary = sandbox_demo.output
     total = len(demo.STEPS)
     started = [line for line in summary.splitlines() if line.startswith("[") and line.endswith(" ...")]
     assert started == [f"[{n}/{total}] {name} ..." for n, name in enumerate(demo.STEPS, 1)]

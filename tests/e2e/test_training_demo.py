@@ -20,19 +20,21 @@ from sandbox import demo, training_demo
 from sandbox.training import Executors
 from stacks.constructs.training import pipeline_definition as pd
 from tests.conftest import ServerProcess
+from tests.e2e.conftest import DEMO_GROUP, DemoRun
 
 TRAINING_STEP = "training pipeline (synthesized definition)"
 
 
+pytestmark = DEMO_GROUP  # the demo run is tests/e2e/conftest.py's, shared with test_sandbox.py
+
+
 @pytest.fixture(scope="module")
-def demo_result(tmp_path_factory: pytest.TempPathFactory, fakesnow_server: ServerProcess) -> Any:
-    workdir = tmp_path_factory.mktemp("training-demo")
-    out = io.StringIO()
-    result = demo.run(demo.Options(workdir=workdir, fakesnow_port=fakesnow_server.port, out=out))
-    assert result.ok, f"{result.error}\n--- output\n{out.getvalue()[-3000:]}"
+def demo_result(sandbox_demo: DemoRun) -> Any:
+    result = sandbox_demo.result
+    assert result.ok, f"{result.error}\n--- output\n{sandbox_demo.output[-3000:]}"
     if "training" not in result.facts:
         pytest.skip("the app has no Training stack yet: the demo's training step skipped")
-    return result, out.getvalue(), workdir
+    return result, sandbox_demo.output, sandbox_demo.workdir
 
 
 @pytest.fixture(scope="module")
